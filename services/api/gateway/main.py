@@ -1,0 +1,49 @@
+"""The gateway's FastAPI application."""
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from gateway import __version__
+from gateway.db import make_engine, make_session_factory
+from gateway.errors import install_error_handlers, problem_response
+from gateway.inference_client import InferenceClient
+from gateway.routes import auth, classify, health, results, users
+from gateway.settings import Settings, get_settings
+from gateway.storage import StorageUnavailable, make_object_store
+
+log = logging.getLogger(__name__)
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.object_store = make_object_store(settings)
+        try:
+            app.state.object_store.ensure_bucket()
+        except StorageUnavailable as exc:  # readiness reports it; the gateway retries per request
+            log.error("object store not reachable at start-up: %s", exc)
+        app.state.inference_client = InferenceClient(settings)
+        yield
+        app.state.inference_client.close()
+
+    app = FastAPI(title="Chest-imaging API gateway", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    install_error_handlers(app, settings.retry_after_seconds)
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(request: Request, call_next):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+            return problem_response(413, "file_too_large", f"the body exceeds {settings.max_upload_bytes} bytes")
+        return await call_next(request)
+
+    for module in (auth, classify, results, users, health):
+        app.include_router(module.router)
+    return app

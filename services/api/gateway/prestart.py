@@ -1,0 +1,58 @@
+"""One-shot start-up step: migrate the database to head and make sure an administrator exists.
+
+Run as `python -m gateway.prestart` before the gateway starts (compose runs it as a
+one-shot service, Kubernetes as a Job). The first administrator's credentials come from
+FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD; without a password one is generated and
+printed once. No fixed password exists anywhere.
+"""
+
+import os
+import secrets
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+
+from gateway import crud
+from gateway.db import make_engine, make_session_factory
+from gateway.schemas import UserCreate
+from gateway.settings import Settings
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(files("gateway") / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def ensure_first_admin(settings: Settings) -> str | None:
+    """Create the first administrator if there are no users; returns a generated password."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            if crud.count_users(session) > 0:
+                return None
+            password = os.environ.get("FIRST_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
+            username = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
+            crud.create_user(session, UserCreate(username=username, password=password, role="admin"))
+            return None if os.environ.get("FIRST_ADMIN_PASSWORD") else password
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    settings = Settings()
+    migrate(settings.database_url)
+    generated = ensure_first_admin(settings)
+    if generated:
+        username = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
+        print(f"Created administrator '{username}' with password: {generated}", flush=True)
+        print("This password is shown only once; sign in and keep it safe.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

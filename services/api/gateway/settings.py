@@ -1,0 +1,62 @@
+"""Gateway settings, from the environment (and a .env file in development)."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "production"
+
+    database_url: str = "sqlite:///./.local/cxr.db"
+
+    jwt_secret: str = ""
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "cxr-gateway"
+    jwt_audience: str = "cxr-api"
+    access_token_minutes: int = 15
+
+    inference_url: str = "http://127.0.0.1:8001"
+    inference_timeout_seconds: float = 30.0
+    default_model: str = "pneumonia-xray"
+
+    storage_backend: Literal["s3", "local"] = "s3"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "cxr-images"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    local_storage_dir: Path = Path(".local/objects")
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    retry_after_seconds: int = 5
+
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_development(self) -> "Settings":
+        if self.environment == "development":
+            return self
+        if len(self.jwt_secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"JWT_SECRET must be set to at least {MIN_SECRET_LENGTH} characters outside development")
+        if self.storage_backend == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _development_secret(self) -> "Settings":
+        if not self.jwt_secret:
+            self.jwt_secret = secrets.token_urlsafe(48)  # per process: tokens end with the process
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,132 @@
+"""Object storage for uploaded images: S3 (boto3) in production, a local folder embedded.
+
+Both backends have the same interface, so the rest of the gateway does not know which runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway.settings import Settings
+
+
+class StorageUnavailable(Exception):
+    pass
+
+
+class ObjectNotFound(Exception):
+    pass
+
+
+class ObjectStore(Protocol):
+    def ensure_bucket(self) -> None: ...
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+    def check(self) -> None: ...
+
+
+class S3ObjectStore:
+    def __init__(self, settings: Settings):
+        self.bucket = settings.s3_bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+            config=Config(
+                connect_timeout=3,
+                read_timeout=10,
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def ensure_bucket(self) -> None:
+        with _unavailable_on_error():
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket"):
+                    raise
+                self.client.create_bucket(Bucket=self.bucket)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        with _unavailable_on_error():
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        with _unavailable_on_error():
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                    raise ObjectNotFound(key) from exc
+                raise
+
+    def delete(self, key: str) -> None:
+        with _unavailable_on_error():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def check(self) -> None:
+        with _unavailable_on_error():
+            self.client.head_bucket(Bucket=self.bucket)
+
+
+class _unavailable_on_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, (BotoCoreError, ClientError)):
+            raise StorageUnavailable(str(exc)) from exc
+        return False
+
+
+class LocalObjectStore:
+    """A folder standing in for a bucket (embedded default; one machine only)."""
+
+    def __init__(self, settings: Settings):
+        self.root = Path(settings.local_storage_dir).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"object key escapes the store: {key}")
+        return path
+
+    def ensure_bucket(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # write then rename, so a reader never sees half a file
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            handle.write(data)
+        os.replace(handle.name, path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"{self.root} is not a folder")
+
+
+def make_object_store(settings: Settings) -> ObjectStore:
+    return S3ObjectStore(settings) if settings.storage_backend == "s3" else LocalObjectStore(settings)

@@ -1,0 +1,88 @@
+"""The model card: the JSON file that travels with every model.onnx.
+
+It is the single description of a model that training writes and serving reads:
+labels, tensors, the exact image preprocessing and the decision rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CARD_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+
+
+class ResizeSpec(BaseModel):
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    method: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] = "bicubic"
+
+
+class Preprocessing(BaseModel):
+    """How an image file becomes one input tensor row (applied in this order).
+
+    1. decode; colour images are converted with ITU-R 601-2 luma when `color_mode`
+       is grayscale;
+    2. `crop`: `center_square` keeps the largest centred square, `none` keeps all;
+    3. resize to `resize.width` x `resize.height` with `resize.method` (Pillow);
+    4. value = pixel * scale + offset, as `dtype`, laid out HWC with `channels`.
+    """
+
+    color_mode: Literal["grayscale", "rgb"] = "grayscale"
+    crop: Literal["center_square", "none"] = "center_square"
+    resize: ResizeSpec
+    channels: Literal[1, 3] = 1
+    layout: Literal["NHWC"] = "NHWC"
+    dtype: Literal["float32"] = "float32"
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class TensorSpec(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class Decision(BaseModel):
+    """Threshold on `positive_class` for binary models; arg-max when no threshold."""
+
+    positive_class: str | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: str
+    task: str
+    description: str = ""
+    labels: list[str] = Field(min_length=2)
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    preprocessing: Preprocessing
+    decision: Decision = Decision()
+    metrics: dict[str, dict[str, float]] = {}
+    training: dict = {}
+    onnx_sha256: str
+    created_at: str = ""
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelCard:
+        return cls.model_validate_json((model_dir / CARD_FILE).read_text())
+
+    def write(self, model_dir: Path) -> None:
+        (model_dir / CARD_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,108 @@
+"""Image file -> model input, exactly as a model card's `preprocessing` describes.
+
+Training imports these functions too, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from inference.card import Preprocessing
+
+SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
+DEFAULT_MAX_PIXELS = 40_000_000
+
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+class ImageError(ValueError):
+    """The bytes are not an image this service can read; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type told by the file's magic bytes, or None if unsupported."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    return None
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode JPEG or PNG bytes fully, refusing anything else or anything too large."""
+    if not data:
+        raise ImageError("empty_file", "the file is empty")
+    if sniff_media_type(data) is None:
+        raise ImageError("unsupported_media_type", "the file is not a JPEG or PNG image")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    "image_too_large",
+                    f"the image has {width}x{height} pixels; at most {max_pixels} are accepted",
+                )
+            probe.load()
+            image = ImageOps.exif_transpose(probe)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
+    return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey images are stretched to 0..255 by their own range."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    low, high = float(pixels.min()), float(pixels.max())
+    span = high - low if high > low else 1.0
+    return Image.fromarray(np.round((pixels - low) / span * 255.0).astype(np.uint8), mode="L")
+
+
+def _center_square(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """One decoded image -> an HWC float array ready to be batched."""
+    image = _to_8bit(image)
+    image = image.convert("L" if spec.color_mode == "grayscale" else "RGB")
+    if spec.crop == "center_square":
+        image = _center_square(image)
+    size = (spec.resize.width, spec.resize.height)
+    if image.size != size:
+        image = image.resize(size, resample=_RESAMPLING[spec.resize.method])
+    pixels = np.asarray(image, dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] != spec.channels:
+        pixels = np.repeat(pixels[:, :, :1], spec.channels, axis=2)
+    return (pixels * spec.scale + spec.offset).astype(spec.dtype)
+
+
+def preprocess_bytes(data: bytes, spec: Preprocessing, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return preprocess(decode_image(data, max_pixels), spec)
+
+
+def preprocess_array(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """An already-decoded uint8 grey (H, W) or colour (H, W, 3) array, as training reads them."""
+    return preprocess(Image.fromarray(pixels), spec)

@@ -1,0 +1,81 @@
+"""KServe v2 / Open Inference Protocol REST types (the parts this server speaks)."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class MetadataServerResponse(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class MetadataModelResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    parameters: dict[str, Any] = {}
+
+
+class RequestInput(_Strict):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestOutput(_Strict):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(_Strict):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+
+
+class InferenceResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]
+
+
+class ImageClassification(BaseModel):
+    """The answer to the image call: what a clinician-facing system needs."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    label: str
+    probabilities: dict[str, float]
+    threshold: float | None
+    positive_class: str | None
