@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything the tests need and run the whole suite:
+# services, gateway on the real Postgres and an S3 server, the browser test, deployment files,
+# and (in their own TensorFlow environment) the training pipeline.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || exit 1
+fi
+
+ensure_venv .venv requirements/test.txt || exit 1
+ensure_venv .venv-training requirements/training.txt || exit 1
+
+started=$(date +%s)
+.venv/bin/python -m pytest tests --ignore=tests/training "$@"
+services_status=$?
+.venv-training/bin/python -m pytest tests/training "$@"
+training_status=$?
+echo "test suite finished in $(( $(date +%s) - started ))s (services: exit $services_status, training: exit $training_status)"
+[ "$services_status" -eq 0 ] && [ "$training_status" -eq 0 ]

@@ -1,0 +1,162 @@
+"""Shared fixtures: the real data, and the real services started as local processes.
+
+This file is loaded by both test environments (services and training), so it imports
+only the standard library at module level; service fixtures import what they need.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CXR_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+MODEL_REPOSITORY = REPO_ROOT / "models"
+DEFAULT_MODEL = "pneumonia-xray"
+POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"the shared data folder {DATA_DIR} is absent (set CXR_DATA_DIR)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_xrays(data_dir) -> dict[str, list[Path]]:
+    """The real sample X-ray JPEGs by their true label."""
+    return {label: sorted((data_dir / "samples" / label).glob("*.jp*g")) for label in ("normal", "pneumonia")}
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away database on the real Postgres server, dropped after the run."""
+    from support import throwaway_database
+
+    with throwaway_database(POSTGRES_ADMIN_DSN) as url:
+        yield url
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    bucket: str
+    access_key_id: str = "test-access-key"
+    secret_access_key: str = "test-secret-key"
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def keys(self) -> list[str]:
+        response = self.client().list_objects_v2(Bucket=self.bucket)
+        return [item["Key"] for item in response.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def s3_server(logs_dir):
+    """A real S3-compatible server (moto in server mode) over HTTP."""
+    from processes import PYTHON, ServiceProcess, free_port
+
+    port = free_port()
+    server = ServiceProcess(
+        "s3",
+        [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        {},
+        f"http://127.0.0.1:{port}/moto-api/",
+        logs_dir / "s3.log",
+    ).start()
+    yield S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket="cxr-images-test")
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def inference_url(logs_dir):
+    """The real inference service serving the committed model repository."""
+    from processes import free_port, inference_process
+
+    port = free_port()
+    service = inference_process(port, {"INFERENCE_MODEL_REPOSITORY": str(MODEL_REPOSITORY)}, logs_dir / "inference.log")
+    service.start()
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+@dataclass
+class Gateway:
+    url: str
+    env: dict[str, str]
+    admin_username: str
+    admin_password: str
+
+
+def gateway_env(postgres_url: str, s3: S3Server, inference_url: str) -> dict[str, str]:
+    return {
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": postgres_url,
+        "JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        "INFERENCE_URL": inference_url,
+        "INFERENCE_TIMEOUT_SECONDS": "10",
+        "STORAGE_BACKEND": "s3",
+        "S3_ENDPOINT_URL": s3.endpoint_url,
+        "S3_BUCKET": s3.bucket,
+        "S3_ACCESS_KEY_ID": s3.access_key_id,
+        "S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "FIRST_ADMIN_USERNAME": "admin",
+        "FIRST_ADMIN_PASSWORD": "admin-" + uuid.uuid4().hex,
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(postgres_url, s3_server, inference_url, logs_dir):
+    """The real gateway on Postgres, the S3 server and the inference service, migrated by prestart."""
+    from processes import free_port, gateway_process, run_prestart
+
+    env = gateway_env(postgres_url, s3_server, inference_url)
+    run_prestart(env)
+    port = free_port()
+    service = gateway_process(port, env, logs_dir / "gateway.log").start()
+    yield Gateway(f"http://127.0.0.1:{port}", env, env["FIRST_ADMIN_USERNAME"], env["FIRST_ADMIN_PASSWORD"])
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def frontend_url(gateway, logs_dir):
+    """The frontend's static files, with the gateway under /api, as nginx serves them."""
+    from processes import free_port, frontend_process
+
+    port = free_port()
+    service = frontend_process(port, gateway.url, logs_dir / "frontend.log").start()
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_client(gateway):
+    """An HTTP client logged in as the first administrator through the real endpoint."""
+    import httpx
+    from support import login
+
+    token = login(gateway.url, gateway.admin_username, gateway.admin_password)
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        yield client
