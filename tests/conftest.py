@@ -16,9 +16,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CXR_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-MODEL_REPOSITORY = REPO_ROOT / "models"
+MODEL_REPOSITORY = Path(os.environ.get("CXR_MODEL_REPOSITORY", REPO_ROOT / "models"))
 DEFAULT_MODEL = "pneumonia-xray"
-POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -44,7 +43,7 @@ def logs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throw-away database on the real Postgres server, dropped after the run."""
-    from support import throwaway_database
+    from support import POSTGRES_ADMIN_DSN, throwaway_database
 
     with throwaway_database(POSTGRES_ADMIN_DSN) as url:
         yield url

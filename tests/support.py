@@ -1,9 +1,12 @@
 """Small helpers the tests share (imported by conftest.py and test modules)."""
 
+import os
 import uuid
 from contextlib import contextmanager
 
 import httpx
+
+POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 
 def login(base_url: str, username: str, password: str) -> str:

@@ -23,12 +23,14 @@ from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
+# The same as nginx/default.conf.template sends; keep the two in step.
 SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
@@ -36,6 +38,8 @@ HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "te", "trailer", "transfer-encoding", "upgrade",
 }  # fmt: skip
+# Like nginx, the proxy sends its own Date and Server headers instead of the upstream's.
+NOT_FORWARDED_FROM_UPSTREAM = HOP_BY_HOP | {"date", "server"}
 
 
 def gateway_unavailable() -> Response:
@@ -53,7 +57,8 @@ def gateway_unavailable() -> Response:
 async def proxy(request: Request) -> Response:
     client: httpx.AsyncClient = request.app.state.upstream
     headers = [(k, v) for k, v in request.headers.items() if k not in HOP_BY_HOP and k != "host"]
-    headers += [("x-forwarded-for", request.client.host if request.client else ""), ("x-forwarded-proto", request.url.scheme)]
+    client_host = request.client.host if request.client else ""
+    headers += [("x-forwarded-for", client_host), ("x-forwarded-proto", request.url.scheme)]
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     # The raw (still percent-encoded) path, so the gateway sees exactly what the browser sent.
     raw_path = request.scope["raw_path"].removeprefix(b"/api")
@@ -71,7 +76,8 @@ async def proxy(request: Request) -> Response:
         return gateway_unavailable()
     response = StreamingResponse(upstream.aiter_raw(), upstream.status_code, background=BackgroundTask(upstream.aclose))
     response.raw_headers = [
-        (k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.headers.multi_items() if k not in HOP_BY_HOP
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream.headers.multi_items()
+        if k not in NOT_FORWARDED_FROM_UPSTREAM
     ]
     return response
 

@@ -4,10 +4,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from conftest import POSTGRES_ADMIN_DSN
 from gateway.models import Base
 from gateway.prestart import alembic_config
-from support import throwaway_database
+from support import POSTGRES_ADMIN_DSN, throwaway_database
 
 EXPECTED_TABLES = {"users", "images", "results", "alembic_version"}
 

@@ -1,0 +1,15 @@
+// Small DOM helpers. Text is always set through textContent, never parsed as HTML,
+// because most of what the app shows comes from the server.
+
+/** An element with properties (className, textContent, type, ...) and child nodes or strings. */
+export function el(tag, properties = {}, ...children) {
+  const element = Object.assign(document.createElement(tag), properties);
+  element.append(...children);
+  return element;
+}
+
+/** Shows `text` in `element`, or hides the element when there is no text. */
+export function showMessage(element, text) {
+  element.textContent = text ?? "";
+  element.hidden = !text;
+}

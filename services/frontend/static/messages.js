@@ -1,0 +1,55 @@
+// Error messages for clinicians, from the gateway's problem `code` (or the HTTP status).
+
+export const UNSUPPORTED_FILE = "This file type is not supported. Choose a chest X-ray saved as a JPEG or PNG image.";
+
+const TRY_AGAIN = "Please try again in a moment.";
+
+const BY_CODE = {
+  invalid_credentials: "The username or password is not correct.",
+  unsupported_media_type: UNSUPPORTED_FILE,
+  file_too_large: "This file is too large to upload. Choose a smaller JPEG or PNG image.",
+  empty_file: "The file is empty. Choose a chest X-ray saved as a JPEG or PNG image.",
+  corrupt_image: "The image could not be read; the file may be damaged. Choose another image.",
+  network_error: "The server could not be reached. Check the network connection and try again.",
+  gateway_unavailable: "The server is not available at the moment.",
+  inference_unavailable: "The classification service is not available at the moment.",
+  storage_unavailable: "Image storage is not available at the moment.",
+  database_unavailable: "The results database is not available at the moment.",
+  forbidden: "Your account is not allowed to do this.",
+  result_not_found: "This result no longer exists.",
+  image_not_found: "The image of this result is missing.",
+};
+
+const BY_STATUS = {
+  413: BY_CODE.file_too_large,
+  415: BY_CODE.unsupported_media_type,
+  502: BY_CODE.gateway_unavailable,
+  503: "The service is not available at the moment.",
+  504: BY_CODE.gateway_unavailable,
+};
+
+/**
+ * The message to show for a failed request; empty when there is nothing to show
+ * because the app has handled it already (an expired session goes back to sign-in).
+ */
+export function errorMessage(error) {
+  if (error?.sessionExpired) return "";
+  if (error?.status === undefined) return "Something went wrong in the app. Please reload the page.";
+  const message = BY_CODE[error.code] ?? BY_STATUS[error.status] ?? genericMessage(error);
+  return error.status >= 500 ? `${message} ${retryHint(error.retryAfter)}` : message;
+}
+
+/** Whether sending the same request again may succeed (a network or server problem). */
+export function isRetryable(error) {
+  return error?.status === 0 || error?.status >= 500;
+}
+
+function retryHint(retryAfter) {
+  const seconds = Number(retryAfter);
+  return seconds > 0 ? `Please try again in ${seconds} seconds.` : TRY_AGAIN;
+}
+
+function genericMessage(error) {
+  if (error.status >= 500) return "The server ran into a problem.";
+  return `The request was not accepted (${error.status}): ${error.message}`;
+}

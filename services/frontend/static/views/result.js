@@ -1,0 +1,64 @@
+// One classification result: the finding in words, a bar per class, threshold and model.
+import { el } from "../dom.js";
+import { formatDateTime, formatPercent } from "../format.js";
+import { describeClass, DISCLAIMER, modelName, POSITIVE_CLASS } from "../labels.js";
+
+export function renderResult(result) {
+  const finding = describeClass(result.label);
+  return el(
+    "div",
+    { className: "result" },
+    el("p", { className: `finding finding--${finding.tone}`, textContent: finding.finding }),
+    renderProbabilities(result),
+    el(
+      "dl",
+      { className: "facts" },
+      ...fact("Decision threshold", thresholdText(result.threshold)),
+      ...fact("Model", modelName(result)),
+      ...fact("Classified", formatDateTime(result.created_at)),
+      ...fact("Submitted by", result.created_by),
+    ),
+    el("p", { className: "disclaimer", textContent: DISCLAIMER }),
+  );
+}
+
+function renderProbabilities(result) {
+  const rows = Object.entries(result.probabilities ?? {}).map(([label, probability]) => {
+    const { name, tone } = describeClass(label);
+    const track = el("span", { className: "bar-track" }, el("span", { className: `bar-fill bar-fill--${tone}` }));
+    // Widths are set through the CSSOM, which the page's style-src 'self' policy allows.
+    track.firstChild.style.width = `${clampPercent(probability)}%`;
+    if (label === POSITIVE_CLASS && typeof result.threshold === "number") {
+      const marker = el("span", {
+        className: "bar-threshold",
+        title: `Decision threshold ${formatPercent(result.threshold)}`,
+      });
+      marker.style.left = `${clampPercent(result.threshold)}%`;
+      track.append(marker);
+    }
+    track.setAttribute("aria-hidden", "true");
+    return el(
+      "li",
+      { className: "bar" },
+      el("span", { className: "bar-name", textContent: name }),
+      el("span", { className: "bar-value", textContent: formatPercent(probability) }),
+      track,
+    );
+  });
+  const list = el("ul", { className: "bars" }, ...rows);
+  list.setAttribute("aria-label", "Probability of each class");
+  return list;
+}
+
+function thresholdText(threshold) {
+  if (typeof threshold !== "number") return "None (the most probable class is reported)";
+  return `${formatPercent(threshold)} probability of ${describeClass(POSITIVE_CLASS).name.toLowerCase()}`;
+}
+
+function fact(term, description) {
+  return [el("dt", { textContent: term }), el("dd", { textContent: description })];
+}
+
+function clampPercent(probability) {
+  return Math.min(100, Math.max(0, Number(probability) * 100 || 0));
+}
