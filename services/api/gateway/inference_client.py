@@ -30,6 +30,9 @@ class InferenceRejected(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+READINESS_TIMEOUT_SECONDS = 2.0  # well inside an orchestrator's probe timeout
+
+
 class InferenceClient:
     def __init__(self, settings: Settings):
         self.client = httpx.Client(base_url=settings.inference_url, timeout=settings.inference_timeout_seconds)
@@ -57,7 +60,7 @@ class InferenceClient:
 
     def ready(self) -> bool:
         try:
-            return self.client.get("/v2/health/ready").status_code == 200
+            return self.client.get("/v2/health/ready", timeout=READINESS_TIMEOUT_SECONDS).status_code == 200
         except httpx.HTTPError:
             return False
 

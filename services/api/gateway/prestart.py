@@ -6,7 +6,6 @@ FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD; without a password one is generated
 printed once. No fixed password exists anywhere.
 """
 
-import os
 import secrets
 from importlib.resources import files
 
@@ -16,7 +15,7 @@ from alembic.config import Config
 from gateway import crud
 from gateway.db import make_engine, make_session_factory
 from gateway.schemas import UserCreate
-from gateway.settings import Settings
+from gateway.settings import PrestartSettings
 
 
 def alembic_config(database_url: str) -> Config:
@@ -29,28 +28,27 @@ def migrate(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
 
-def ensure_first_admin(settings: Settings) -> str | None:
+def ensure_first_admin(settings: PrestartSettings) -> str | None:
     """Create the first administrator if there are no users; returns a generated password."""
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
             if crud.count_users(session) > 0:
                 return None
-            password = os.environ.get("FIRST_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
-            username = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
-            crud.create_user(session, UserCreate(username=username, password=password, role="admin"))
-            return None if os.environ.get("FIRST_ADMIN_PASSWORD") else password
+            password = settings.first_admin_password or secrets.token_urlsafe(18)
+            user = UserCreate(username=settings.first_admin_username, password=password, role="admin")
+            crud.create_user(session, user)
+            return None if settings.first_admin_password else password
     finally:
         engine.dispose()
 
 
 def main() -> None:
-    settings = Settings()
+    settings = PrestartSettings()
     migrate(settings.database_url)
     generated = ensure_first_admin(settings)
     if generated:
-        username = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
-        print(f"Created administrator '{username}' with password: {generated}", flush=True)
+        print(f"Created administrator '{settings.first_admin_username}' with password: {generated}", flush=True)
         print("This password is shown only once; sign in and keep it safe.", flush=True)
 
 

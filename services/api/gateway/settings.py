@@ -1,4 +1,4 @@
-"""Gateway settings, from the environment (and a .env file in development)."""
+"""Gateway settings, from the environment."""
 
 import secrets
 from functools import lru_cache
@@ -11,12 +11,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIN_SECRET_LENGTH = 32
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+class DatabaseSettings(BaseSettings):
+    """What the one-shot migration step needs, and nothing more."""
 
-    environment: Literal["development", "production"] = "production"
+    model_config = SettingsConfigDict(extra="ignore")
 
     database_url: str = "sqlite:///./.local/cxr.db"
+
+
+class PrestartSettings(DatabaseSettings):
+    first_admin_username: str = "admin"
+    first_admin_password: str | None = None  # generated and printed once when not given
+
+
+class Settings(DatabaseSettings):
+    environment: Literal["development", "production"] = "production"
 
     jwt_secret: str = ""
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

@@ -3,14 +3,14 @@ from sqlalchemy import pool
 
 from gateway.db import make_engine
 from gateway.models import Base
-from gateway.settings import Settings
+from gateway.settings import DatabaseSettings
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    return config.get_main_option("sqlalchemy.url") or Settings().database_url
+    return config.get_main_option("sqlalchemy.url") or DatabaseSettings().database_url
 
 
 def run_migrations_offline() -> None:

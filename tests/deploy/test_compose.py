@@ -1,0 +1,298 @@
+"""Static checks of docker-compose.yml and .env.example against the compose specification and the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.resources import files
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import yaml
+
+from deploy_checks import (
+    DOCKERFILE_PATHS,
+    REPO_ROOT,
+    REQUIRED_SECRETS,
+    Dockerfile,
+    env_names_read_by,
+    gateway_body_limit,
+    image_port,
+    looks_secret,
+    nginx_size_bytes,
+    parse_image_reference,
+    settings_from_env,
+)
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<operator>:?[-?])(?P<argument>[^}]*))?\}")
+# Variables compose must refuse to start without: no default anywhere.
+SECRET_VARIABLES = {
+    "POSTGRES_PASSWORD",
+    "JWT_SECRET",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "FIRST_ADMIN_PASSWORD",
+}
+OUR_SERVICES = ("inference", "api", "migrate", "frontend")  # built from this repo
+ONE_SHOT_SERVICES = ("migrate", "minio-setup")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's variable substitution, failing like compose does on a missing `:?` variable."""
+
+    def substitute(match: re.Match) -> str:
+        name, operator, argument = match.group("name", "operator", "argument")
+        value = variables.get(name)
+        if operator in ("?", ":?") and not value:
+            raise KeyError(f"{name}: {argument}")
+        if value is None or (operator == ":-" and not value):
+            return argument or ""
+        return value
+
+    return INTERPOLATION.sub(substitute, value).replace("$$", "$")
+
+
+def environment(service: dict, variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment, interpolated with these variables (placeholders by default)."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.partition("=")[::2] for item in raw)
+    if variables is None:
+        variables = {name: f"placeholder-{name.lower()}-{'x' * 40}" for name in SECRET_VARIABLES}
+    return {name: interpolate(str(value), variables) for name, value in raw.items()}
+
+
+def strings_in(node) -> list[str]:
+    """Every string value in the parsed file (comments are not interpolated by compose)."""
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in strings_in(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in strings_in(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def read_env_example() -> dict[str, str]:
+    entries = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, separator, value = line.partition("=")
+            assert separator, f".env.example: '{line}' is not NAME=value"
+            entries[name.strip()] = value.strip()
+    return entries
+
+
+def test_compose_file_matches_the_compose_specification(compose):
+    # the compose-spec JSON schema as vendored by check-jsonschema
+    schema = json.loads((files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not errors
+
+
+def test_runs_the_whole_product(services):
+    assert set(services) == {"postgres", "minio", "minio-setup", "migrate", "inference", "api", "frontend"}
+
+
+def test_only_the_frontend_is_published_on_its_nginx_port(services):
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert list(published) == ["frontend"]
+    (mapping,) = published["frontend"]
+    container_port = int(interpolate(str(mapping), {}).rsplit(":", 1)[-1])
+    assert container_port == image_port("frontend")
+
+
+def test_images_are_pinned(services):
+    for name, service in services.items():
+        repository, tag = parse_image_reference(interpolate(service["image"], {}))
+        assert tag and tag != "latest", f"{name}: {service['image']}"
+        if "build" not in service:  # pulled, not built here: a fixed release
+            assert re.search(r"\d", tag), f"{name}: {service['image']} is not a release tag"
+
+
+def test_our_images_build_from_the_repo_root_with_their_dockerfiles(services):
+    for name in OUR_SERVICES:
+        build = services[name]["build"]
+        assert build["context"] == "."
+        image = "api" if name == "migrate" else name
+        assert REPO_ROOT / build["dockerfile"] == DOCKERFILE_PATHS[image]
+    assert services["migrate"]["image"] == services["api"]["image"]
+
+
+def test_secrets_have_no_default_anywhere(compose):
+    text = "\n".join(strings_in(compose))
+    # every substitution in the ${...} form checked here; $$ is a literal $ for the container's shell
+    assert not re.search(r"(?<!\$)\$(?!\$)\w", text.replace("$$", "")), "use ${NAME...}, not $NAME"
+    used = {}
+    for match in INTERPOLATION.finditer(text):
+        used.setdefault(match.group("name"), set()).add(match.group("operator"))
+    assert SECRET_VARIABLES <= set(used), "a secret is not taken from the environment"
+    for name, operators in used.items():
+        if name in SECRET_VARIABLES or looks_secret(name):
+            assert operators == {":?"}, f"{name} must always be ${{{name}:?...}}, found {operators}"
+
+
+def test_secret_settings_come_only_from_the_environment(services):
+    for name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if looks_secret(variable):
+                assert INTERPOLATION.fullmatch(str(value)), f"{name}: {variable} has a literal value"
+
+
+def test_env_example_lists_every_variable_and_no_secret_value(compose):
+    example = read_env_example()
+    used = {m.group("name") for text in strings_in(compose) for m in INTERPOLATION.finditer(text)}
+    assert set(example) == used
+    for name in SECRET_VARIABLES:
+        assert example[name] == "", f".env.example must not hold a value for {name}"
+    assert "openssl rand" in ENV_EXAMPLE.read_text()
+
+
+def test_missing_secret_stops_compose(services):
+    variables = {name: "set" for name in SECRET_VARIABLES}
+    del variables["JWT_SECRET"]
+    with pytest.raises(KeyError, match="JWT_SECRET"):
+        environment(services["api"], variables)
+
+
+def test_dependencies_wait_for_health_or_completion(services):
+    for name, service in services.items():
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            condition = rule["condition"]
+            target = services[dependency]
+            if condition == "service_healthy":
+                healthcheck = target.get("healthcheck", {})
+                assert not healthcheck.get("disable")
+                image = "api" if dependency == "migrate" else dependency
+                has_image_check = dependency in OUR_SERVICES and Dockerfile(DOCKERFILE_PATHS[image]).healthcheck
+                assert healthcheck.get("test") or has_image_check, f"{dependency} has no health check"
+            else:
+                assert condition == "service_completed_successfully", f"{name} -> {dependency}: {condition}"
+                assert dependency in ONE_SHOT_SERVICES and target["restart"] == "no"
+
+
+def test_start_order(services):
+    def waits_for(name):
+        return {dep: rule["condition"] for dep, rule in services[name]["depends_on"].items()}
+
+    assert waits_for("migrate") == {"postgres": "service_healthy"}
+    assert waits_for("minio-setup") == {"minio": "service_healthy"}
+    assert waits_for("api") == {
+        "postgres": "service_healthy",
+        "minio": "service_healthy",
+        "minio-setup": "service_completed_successfully",
+        "migrate": "service_completed_successfully",
+        "inference": "service_healthy",
+    }
+    assert waits_for("frontend") == {"api": "service_healthy"}
+
+
+def test_postgres_and_minio_keep_data_in_named_volumes_and_report_health(compose, services):
+    for name, data_path in (("postgres", "/var/lib/postgresql/data"), ("minio", "/data")):
+        volume, _, path = services[name]["volumes"][0].partition(":")
+        assert path == data_path and volume in compose["volumes"]
+    assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert services["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+
+
+@pytest.mark.parametrize("name", OUR_SERVICES)
+def test_environment_is_read_by_the_service(services, name):
+    unknown = set(environment(services[name])) - env_names_read_by(name)
+    assert not unknown, f"{name} does not read {unknown}"
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
+def test_services_get_their_secrets(services, name):
+    assert REQUIRED_SECRETS[name] <= set(environment(services[name]))
+
+
+def test_gateway_environment_is_a_valid_production_configuration(services):
+    settings = settings_from_env("api", environment(services["api"]))
+    assert settings.environment == "production" and settings.storage_backend == "s3"
+
+
+def test_migration_gets_the_database_and_the_first_administrator(services):
+    settings = settings_from_env("migrate", environment(services["migrate"]))
+    assert settings.database_url.startswith("postgresql+psycopg://") and settings.first_admin_password
+
+
+def test_inference_environment_is_valid_and_fits_its_cpu_limit(services):
+    service = services["inference"]
+    settings = settings_from_env("inference", environment(service))
+    assert 1 <= settings.intra_op_threads <= float(service["deploy"]["resources"]["limits"]["cpus"])
+
+
+def test_urls_point_at_the_right_services_and_ports(services):
+    api = environment(services["api"])
+    inference = urlsplit(api["INFERENCE_URL"])
+    assert (inference.hostname, inference.port) == ("inference", image_port("inference"))
+    storage = urlsplit(api["S3_ENDPOINT_URL"])
+    assert (storage.hostname, storage.port) == ("minio", 9000)
+    database = urlsplit(api["DATABASE_URL"])
+    postgres = environment(services["postgres"])
+    assert (database.hostname, database.port) == ("postgres", 5432)
+    assert database.password is None, "the password belongs in PGPASSWORD, not in the URL"
+    assert (database.username, database.path) == (postgres["POSTGRES_USER"], "/" + postgres["POSTGRES_DB"])
+    assert api["PGPASSWORD"] == postgres["POSTGRES_PASSWORD"]
+
+    frontend = environment(services["frontend"])
+    upstream = urlsplit(frontend["CXR_API_UPSTREAM"])
+    assert (upstream.hostname, upstream.port) == ("api", image_port("api"))
+    assert frontend["API_BASE_URL"] == "/api"
+
+
+def test_minio_setup_creates_the_bucket_and_key_the_gateway_uses(services):
+    setup, api = environment(services["minio-setup"]), environment(services["api"])
+    for name in ("S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+        assert setup[name] == api[name]
+    script = "\n".join(services["minio-setup"]["command"])
+    assert re.search(r'mc mb --ignore-existing "cxr/\$\$S3_BUCKET"', script)
+    assert re.search(r'mc admin user add cxr "\$\$S3_ACCESS_KEY_ID" "\$\$S3_SECRET_ACCESS_KEY"', script)
+
+
+def test_migrate_runs_the_prestart_module(services):
+    import importlib.util
+
+    command = services["migrate"]["command"]
+    assert command == ["python", "-m", "gateway.prestart"]
+    assert importlib.util.find_spec(command[2]) is not None
+
+
+def test_frontend_body_limit_fits_the_gateway_upload_limit(services):
+    frontend_env = Dockerfile(DOCKERFILE_PATHS["frontend"]).env | environment(services["frontend"])
+    max_upload_bytes = int(environment(services["api"])["MAX_UPLOAD_BYTES"])
+    assert nginx_size_bytes(frontend_env["CXR_CLIENT_MAX_BODY_SIZE"]) >= gateway_body_limit(max_upload_bytes)
+
+
+def test_containers_are_hardened(services):
+    for name, service in services.items():
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name
+        assert service["cap_drop"] == ["ALL"], name
+        if name != "postgres":  # its entrypoint needs a few to hand the data folder to the postgres user
+            assert "cap_add" not in service, name
+
+
+def test_backend_services_are_unreachable_from_the_frontend(compose, services):
+    frontend_networks = set(services["frontend"]["networks"])
+    for name in ("inference", "postgres", "minio"):
+        assert not frontend_networks & set(services[name]["networks"]), name
+    assert set(services["api"]["networks"]) & frontend_networks
+    assert compose["networks"]["backend"]["internal"] is True
