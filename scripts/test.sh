@@ -6,9 +6,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1
+# Debian packages the tests drive for real: the browser, and nginx (+ busybox sh) for the frontend image's config.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} from Debian"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || exit 1
 fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     echo "starting PostgreSQL"

@@ -7,8 +7,10 @@ ensure_venv() {
         python3 -m venv "$venv"
     fi
     if [ ! -e "$stamp" ]; then
-        "$venv/bin/python" -m pip install --quiet --upgrade pip
-        "$venv/bin/python" -m pip install --quiet -r "$requirements" || return 1
+        echo "installing $requirements into $venv" >&2
+        # this machine's pip configuration names optional local indexes that may be absent: drop that noise
+        "$venv/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+        "$venv/bin/python" -m pip install --quiet -r "$requirements" 2> >(grep -v "is ignored: it is neither" >&2) || return 1
         rm -f "$venv"/.installed-* && touch "$stamp"
     fi
 }

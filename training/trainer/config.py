@@ -66,12 +66,15 @@ class TrainConfig:
         return self.data_dir / DATA_FILE
 
     def to_json_dict(self) -> dict:
-        values = asdict(self)
-        return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
     def hyperparameters(self) -> dict:
-        """The settings that shape the model, without machine-specific paths (for the model card)."""
-        return {key: value for key, value in asdict(self).items() if not isinstance(value, Path)}
+        """The settings that shape the model, as JSON values, without machine-specific paths (for the card)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+            if not isinstance(value, Path)
+        }
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -84,6 +87,7 @@ _SPECIAL_FLAGS = {"data_dir", "output_dir", "runs_dir", "filters"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer.train",
+        allow_abbrev=False,
         description="Train the pneumonia-xray CNN on PneumoniaMNIST and write model.onnx + model.json.",
     )
     defaults = TrainConfig()

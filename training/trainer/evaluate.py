@@ -8,9 +8,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 THRESHOLD_RULE = (
     "p(pneumonia) >= threshold means pneumonia. The threshold maximises Youden's J "
     "(sensitivity + specificity - 1) on the val split among thresholds whose val sensitivity "
-    "is at least {min_sensitivity} (screening: a missed pneumonia costs more than a false alarm); "
-    "if none reaches it, the highest-sensitivity threshold. It is placed midway between the two "
-    "neighbouring val scores, so it does not sit on a training-time score."
+    "is at least {min_sensitivity} (screening: a missed pneumonia costs more than a false alarm). "
+    "It is placed midway between the two neighbouring val scores, so it does not sit on one."
 )
 
 
@@ -20,20 +19,18 @@ def predict_positive(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, min_sensitivity: float) -> float:
     """The Youden-optimal threshold among those keeping sensitivity >= min_sensitivity."""
-    false_positive_rate, true_positive_rate, thresholds = roc_curve(labels, scores, drop_intermediate=False)
-    # roc_curve puts +inf first (nothing predicted positive); it is never a useful choice.
+    if not 0.0 <= min_sensitivity <= 1.0:
+        raise ValueError(f"min_sensitivity must be within [0, 1], not {min_sensitivity}")
+    # Candidates are the distinct scores, highest first; roc_curve's leading +inf (nothing
+    # predicted positive) is dropped.
     false_positive_rate, true_positive_rate, thresholds = (
-        false_positive_rate[1:],
-        true_positive_rate[1:],
-        thresholds[1:],
+        values[1:] for values in roc_curve(labels, scores, drop_intermediate=False)
     )
     youden = true_positive_rate - false_positive_rate
+    # Never empty: the lowest candidate calls every image positive (sensitivity 1).
     eligible = true_positive_rate >= min_sensitivity
-    if eligible.any():
-        # argmax takes the first maximum: the highest threshold, i.e. the most specific among ties.
-        best = int(np.argmax(np.where(eligible, youden, -np.inf)))
-    else:
-        best = int(np.argmax(true_positive_rate))
+    # argmax takes the first maximum: among ties, the highest (most specific) threshold.
+    best = int(np.argmax(np.where(eligible, youden, -np.inf)))
     return _midpoint_below(thresholds, best)
 
 

@@ -121,6 +121,7 @@ def write_onnx(model_bytes: bytes, output_dir: Path) -> Path:
     handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=".model-", suffix=".onnx")
     with os.fdopen(handle, "wb") as stream:
         stream.write(model_bytes)
+    os.chmod(temporary, 0o644)  # mkstemp creates 0600; the model server may run as another user
     os.replace(temporary, target)
     return target
 
@@ -128,4 +129,3 @@ def write_onnx(model_bytes: bytes, output_dir: Path) -> Path:
 def write_card(card: ModelCard, output_dir: Path) -> Path:
     card.write(output_dir)
     return output_dir / CARD_FILE
-

@@ -13,7 +13,7 @@ import logging
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -85,8 +85,23 @@ def write_json(path: Path, payload) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch (console and train.log) instead of Keras' progress output."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.monotonic() - self.started
+        log.info("epoch %d/%d %.1fs %s", epoch + 1, self.params["epochs"], seconds, _fmt(logs or {}))
+
+
+def monitor_mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
 def training_callbacks(config: TrainConfig, run_dir: Path) -> list[keras.callbacks.Callback]:
-    mode = "min" if config.monitor.endswith("loss") else "max"
+    mode = monitor_mode(config.monitor)
     return [
         keras.callbacks.EarlyStopping(
             monitor=config.monitor,
@@ -103,7 +118,7 @@ def training_callbacks(config: TrainConfig, run_dir: Path) -> list[keras.callbac
             min_lr=config.min_learning_rate,
         ),
         keras.callbacks.CSVLogger(run_dir / "history.csv"),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info("epoch %d %s", epoch + 1, _fmt(logs))),
+        EpochLog(),
     ]
 
 
@@ -114,7 +129,7 @@ def _fmt(values: dict) -> str:
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
     """1-based epoch with the best monitored value (the weights EarlyStopping restores)."""
     values = np.asarray(history[monitor])
-    return int(np.argmin(values) if monitor.endswith("loss") else np.argmax(values)) + 1
+    return int(np.argmin(values) if monitor_mode(monitor) == "min" else np.argmax(values)) + 1
 
 
 def positive_scores(model: keras.Model, split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +154,65 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def fit(model: keras.Model, train: Split, val: Split, config: TrainConfig, run_dir: Path) -> dict[str, list[float]]:
+    compile_model(model, config)
+    history = model.fit(
+        make_dataset(train, config.batch_size, shuffle_seed=config.seed),
+        validation_data=make_dataset(val, config.batch_size),
+        epochs=config.epochs,
+        class_weight=balanced_class_weights(train.labels),
+        callbacks=training_callbacks(config, run_dir),
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a Dataset
+        verbose=0,
+    ).history
+    history = {key: [float(value) for value in values] for key, values in history.items()}
+    write_json(run_dir / "history.json", history)
+    return history
+
+
+def export_checked(
+    model: keras.Model,
+    test: Split,
+    test_probabilities: np.ndarray,
+    threshold: float,
+    config: TrainConfig,
+    run_dir: Path,
+) -> tuple[onnx.ModelProto, dict]:
+    """The ONNX model and its parity report; raises ParityError unless it reproduces Keras on the test split."""
+    model_proto = to_onnx(model, config.opset)
+    model_bytes = model_proto.SerializeToString()
+    (run_dir / "model.onnx").write_bytes(model_bytes)  # kept for inspection even if the check fails
+    parity = parity_report(test_probabilities, onnx_probabilities(model_bytes, test.images), threshold)
+    log.info("ONNX parity %s", parity)
+    check_parity(parity, config.parity_max_abs_diff)
+    return model_proto, parity
+
+
+def training_record(config: TrainConfig, splits: dict[str, Split], history: dict[str, list[float]]) -> dict:
+    """The card's `training` section, without timings."""
+    return {
+        "data": {
+            "file": DATA_FILE,
+            "sha256": file_sha256(config.data_file),
+            "source": "PneumoniaMNIST, MedMNIST v2 (Yang et al. 2023), CC BY 4.0",
+        },
+        "splits": {name: len(split) for name, split in splits.items()},
+        "class_counts": {name: by_label(class_counts(split.labels)) for name, split in splits.items()},
+        "class_weight": by_label(balanced_class_weights(splits["train"].labels)),
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best_epoch(history, config.monitor),
+        "seed": config.seed,
+        "config": config.hyperparameters(),
+        "threshold_rule": THRESHOLD_RULE.format(min_sensitivity=config.min_sensitivity),
+        "val_metrics_note": "val chose the threshold and the best epoch, so its metrics are optimistic",
+        "onnx_opset": config.opset,
+        "versions": library_versions(),
+    }
+
+
 def run(config: TrainConfig) -> ModelCard:
-    started = datetime.now(timezone.utc)
+    keras.backend.clear_session()
+    started = datetime.now(UTC)
     clock = time.monotonic()
     run_dir = create_run_dir(config.runs_dir, started)
     setup_logging(run_dir)
@@ -150,26 +222,16 @@ def run(config: TrainConfig) -> ModelCard:
 
     spec = preprocessing_spec(config.image_size)
     splits = load_splits(config.data_file, spec)
-    train = subsample(splits["train"], config.max_train_samples, config.seed)
-    val, test = splits["val"], splits["test"]
-    class_weight = balanced_class_weights(train.labels)
-    log.info("train %d %s, val %d, test %d; class weights %s", len(train), class_counts(train.labels), len(val), len(test), class_weight)
+    splits["train"] = subsample(splits["train"], config.max_train_samples, config.seed)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    for name, split in splits.items():
+        log.info("%s: %d images %s", name, len(split), by_label(class_counts(split.labels)))
 
     model = build_model(config)
-    compile_model(model, config)
     model.summary(print_fn=lambda line, **_: log.info(line))
     fit_clock = time.monotonic()
-    history = model.fit(
-        make_dataset(train, config.batch_size, shuffle_seed=config.seed),
-        validation_data=make_dataset(val, config.batch_size),
-        epochs=config.epochs,
-        class_weight=class_weight,
-        callbacks=training_callbacks(config, run_dir),
-        verbose=2,
-    ).history
+    history = fit(model, train, val, config, run_dir)
     fit_seconds = time.monotonic() - fit_clock
-    history = {key: [float(value) for value in values] for key, values in history.items()}
-    write_json(run_dir / "history.json", history)
     epochs_run, chosen_epoch = len(history["loss"]), best_epoch(history, config.monitor)
     log.info("trained %d epochs in %.0f s; best epoch %d", epochs_run, fit_seconds, chosen_epoch)
 
@@ -183,33 +245,9 @@ def run(config: TrainConfig) -> ModelCard:
     }
     log.info("threshold %.4f; val %s; test %s", threshold, _fmt(metrics["val"]), _fmt(metrics["test"]))
 
-    model_proto = to_onnx(model, config.opset)
-    model_bytes = model_proto.SerializeToString()
-    (run_dir / "model.onnx").write_bytes(model_bytes)
-    parity = parity_report(test_probabilities, onnx_probabilities(model_bytes, test.images), threshold)
-    log.info("ONNX parity %s", parity)
-    check_parity(parity, config.parity_max_abs_diff)
-    metrics["onnx_parity"] = parity
-
-    onnx_path = write_onnx(model_bytes, config.output_dir)
-    named_splits = (("train", train), ("val", val), ("test", test))
-    training = {
-        "data": {
-            "file": DATA_FILE,
-            "sha256": file_sha256(config.data_file),
-            "source": "PneumoniaMNIST, MedMNIST v2 (Yang et al. 2023), CC BY 4.0",
-        },
-        "splits": {"train": len(train), "val": len(val), "test": len(test)},
-        "class_counts": {name: by_label(class_counts(split.labels)) for name, split in named_splits},
-        "class_weight": by_label(class_weight),
-        "epochs_run": epochs_run,
-        "best_epoch": chosen_epoch,
-        "seed": config.seed,
-        "config": config.hyperparameters(),
-        "threshold_rule": THRESHOLD_RULE.format(min_sensitivity=config.min_sensitivity),
-        "val_metrics_note": "val chose the threshold and the best epoch, so its metrics are optimistic",
-        "onnx_opset": config.opset,
-        "versions": library_versions(),
+    model_proto, metrics["onnx_parity"] = export_checked(model, test, test_probabilities, threshold, config, run_dir)
+    onnx_path = write_onnx(model_proto.SerializeToString(), config.output_dir)
+    training = training_record(config, splits, history) | {
         "date": started.date().isoformat(),
         "fit_seconds": round(fit_seconds, 1),
         "wall_seconds": round(time.monotonic() - clock, 1),
@@ -223,7 +261,7 @@ def run(config: TrainConfig) -> ModelCard:
         metrics=metrics,
         training=training,
         onnx_sha256=file_sha256(onnx_path),
-        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     card_path = write_card(card, config.output_dir)
     write_json(run_dir / "model.json", json.loads(card.model_dump_json()))

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Reproduce the committed model: trains the pneumonia-xray CNN on PneumoniaMNIST and
+# writes models/pneumonia-xray/1/model.onnx + model.json (run folder: training/runs/).
+#
+#   bash scripts/train.sh                                   # the committed model
+#   bash scripts/train.sh --output-dir /tmp/m --epochs 2 --max-train-samples 500   # quick run
+#   bash scripts/train.sh --help                            # every flag
+#
+# Data: $CXR_DATA_DIR (default ../shared/data next to the repository).
+# The venv (.venv-training at the repository root) is created on first use.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/venv.sh
+ensure_venv .venv-training requirements/training.txt
+
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+exec .venv-training/bin/python -m trainer.train "$@"

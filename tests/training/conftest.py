@@ -1,0 +1,39 @@
+"""Shared fixtures for the training tests (run them with .venv-training/bin/python -m pytest tests/training)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from trainer.config import DATA_DIR_ENV, DATA_FILE, MODEL_NAME, MODEL_VERSION, REPO_ROOT, default_data_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def committed_model_dir() -> Path:
+    return REPO_ROOT / "models" / MODEL_NAME / MODEL_VERSION
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder; tests that need PneumoniaMNIST skip when it is absent."""
+    folder = default_data_dir()
+    if not (folder / DATA_FILE).is_file():
+        pytest.skip(
+            f"PneumoniaMNIST not found at {folder / DATA_FILE}: set {DATA_DIR_ENV} to the shared data folder "
+            "(default <repo>/../shared/data) to run this test"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def data_file(data_dir: Path) -> Path:
+    return data_dir / DATA_FILE

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+from trainer.config import DATA_DIR_ENV, REPO_ROOT, TrainConfig, parse_config
+
+
+def test_defaults_write_the_committed_model_version(monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    config = TrainConfig()
+    assert config.output_dir == REPO_ROOT / "models" / "pneumonia-xray" / "1"
+    assert config.data_dir == REPO_ROOT.parent / "shared" / "data"
+    assert config.data_file == REPO_ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist_28.npz"
+    assert config.max_train_samples is None
+
+
+def test_data_dir_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert TrainConfig().data_dir == tmp_path
+    assert parse_config([]).data_dir == tmp_path
+
+
+def test_command_line_overrides_only_what_it_names(tmp_path):
+    config = parse_config(
+        [
+            "--output-dir", str(tmp_path / "out"),
+            "--epochs", "3",
+            "--max-train-samples", "100",
+            "--learning-rate", "0.01",
+            "--filters", "8,16",
+            "--monitor", "val_loss",
+        ]
+    )  # fmt: skip
+    assert config.output_dir == tmp_path / "out"
+    assert (config.epochs, config.max_train_samples, config.learning_rate) == (3, 100, 0.01)
+    assert config.filters == (8, 16)
+    assert config.monitor == "val_loss"
+    assert config.batch_size == TrainConfig().batch_size
+    assert config.seed == TrainConfig().seed
+
+
+@pytest.mark.parametrize("argv", [["--epoch", "3"], ["--colour", "rgb"], ["--epochs", "three"]])
+def test_unknown_abbreviated_or_malformed_flags_are_rejected(argv):
+    with pytest.raises(SystemExit):
+        parse_config(argv)
+
+
+def test_card_hyperparameters_leave_out_machine_paths():
+    hyperparameters = TrainConfig().hyperparameters()
+    assert "output_dir" not in hyperparameters and "data_dir" not in hyperparameters
+    assert hyperparameters["seed"] == 42
+    assert not any(isinstance(value, Path) for value in hyperparameters.values())
+    assert all(isinstance(value, str) for key, value in TrainConfig().to_json_dict().items() if key.endswith("_dir"))

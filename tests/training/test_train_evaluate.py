@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from trainer.evaluate import binary_metrics, choose_threshold, predict_positive
+
+
+def brute_force_youden(labels, scores, threshold_candidates, min_sensitivity):
+    """Best J over explicit thresholds, as (J, sensitivity), for cross-checking choose_threshold."""
+    best = (-np.inf, 0.0)
+    for threshold in threshold_candidates:
+        metrics = binary_metrics(labels, scores, threshold)
+        if metrics["sensitivity"] >= min_sensitivity:
+            youden = metrics["sensitivity"] + metrics["specificity"] - 1
+            best = max(best, (youden, metrics["sensitivity"]))
+    return best
+
+
+def test_binary_metrics_match_a_hand_counted_confusion_matrix():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1])
+    scores = np.array([0.9, 0.8, 0.6, 0.2, 0.1, 0.3, 0.7, 0.4, 0.05, 0.55])
+    # threshold 0.5 -> TP 4 (0.9, 0.8, 0.6, 0.55), FN 1 (0.2), FP 1 (0.7), TN 4
+    metrics = binary_metrics(labels, scores, 0.5)
+    assert metrics["n"] == 10
+    assert metrics["accuracy"] == pytest.approx(0.8)
+    assert metrics["sensitivity"] == pytest.approx(0.8)
+    assert metrics["specificity"] == pytest.approx(0.8)
+    assert metrics["precision"] == pytest.approx(0.8)
+    assert metrics["f1"] == pytest.approx(0.8)
+    # 25 positive/negative pairs; misordered: 0.2 < 0.3, 0.4, 0.7 and 0.6, 0.55 < 0.7
+    assert metrics["roc_auc"] == pytest.approx(20 / 25)
+
+
+def test_threshold_is_inclusive():
+    np.testing.assert_array_equal(predict_positive(np.array([0.49, 0.5, 0.51]), 0.5), [0, 1, 1])
+
+
+def test_no_positive_prediction_gives_zero_precision_not_an_error():
+    metrics = binary_metrics(np.array([0, 1]), np.array([0.1, 0.2]), 0.9)
+    assert metrics["precision"] == 0.0 and metrics["sensitivity"] == 0.0 and metrics["f1"] == 0.0
+    assert metrics["specificity"] == 1.0
+
+
+def test_separable_scores_get_a_threshold_between_the_classes():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    threshold = choose_threshold(labels, scores, min_sensitivity=0.9)
+    assert threshold == pytest.approx(0.5)  # midway between 0.3 and 0.7
+    assert binary_metrics(labels, scores, threshold)["accuracy"] == 1.0
+
+
+def test_threshold_is_youden_optimal_without_a_sensitivity_floor():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], [150, 350])
+    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
+    threshold = choose_threshold(labels, scores, min_sensitivity=0.0)
+    metrics = binary_metrics(labels, scores, threshold)
+    best_youden, _ = brute_force_youden(labels, scores, np.unique(scores), 0.0)
+    assert metrics["sensitivity"] + metrics["specificity"] - 1 == pytest.approx(best_youden)
+    assert threshold not in set(scores)
+
+
+def test_sensitivity_floor_moves_the_threshold_down():
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], [200, 200])
+    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.12), 0, 1)
+    free = choose_threshold(labels, scores, min_sensitivity=0.0)
+    floored = choose_threshold(labels, scores, min_sensitivity=0.97)
+    assert binary_metrics(labels, scores, free)["sensitivity"] < 0.97  # the floor binds in this example
+    assert floored < free
+    metrics = binary_metrics(labels, scores, floored)
+    assert metrics["sensitivity"] >= 0.97
+    best_youden, _ = brute_force_youden(labels, scores, np.unique(scores), 0.97)
+    assert metrics["sensitivity"] + metrics["specificity"] - 1 == pytest.approx(best_youden)
+
+
+def test_full_sensitivity_floor_keeps_every_positive():
+    labels = np.array([0, 1, 0, 1, 0])
+    scores = np.array([0.9, 0.2, 0.1, 0.8, 0.05])
+    threshold = choose_threshold(labels, scores, min_sensitivity=1.0)
+    assert binary_metrics(labels, scores, threshold)["sensitivity"] == 1.0
+    assert 0.1 < threshold < 0.2  # the most specific threshold that still catches the 0.2 positive
+
+
+def test_sensitivity_floor_outside_0_1_is_rejected():
+    with pytest.raises(ValueError):
+        choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), min_sensitivity=1.5)
