@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,15 +24,19 @@ IMAGES = ("inference", "api", "frontend")
 DOCKERFILE_PATHS = {name: REPO_ROOT / "services" / name / "Dockerfile" for name in IMAGES}
 NGINX_TEMPLATE = REPO_ROOT / "services/frontend/nginx/default.conf.template"
 CONFIG_JS_SCRIPT = REPO_ROOT / "services/frontend/docker-entrypoint.d/40-write-config-js.sh"
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+K8S_BASE = REPO_ROOT / "k8s/base"
+
+# Our services (compose service / Kubernetes container name) and the image each runs.
+SERVICE_IMAGES = {"inference": "inference", "api": "api", "migrate": "api", "frontend": "frontend"}
 
 # libpq reads the database password from here, so it never has to sit inside DATABASE_URL.
 LIBPQ_ENV = {"PGPASSWORD"}
 
-# Secrets a deployment must hand to each service (names as the service reads them).
-REQUIRED_SECRETS = {
-    "api": {"JWT_SECRET", "PGPASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"},
-    "migrate": {"PGPASSWORD", "FIRST_ADMIN_PASSWORD"},
-}
+# Settings the code can do without but a deployment must give: without a password the migration
+# step would generate the first administrator's and print it into the logs.
+CHOSEN_BY_THE_DEPLOYMENT = {"migrate": {"FIRST_ADMIN_PASSWORD"}}
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY")
 
@@ -42,6 +47,26 @@ def looks_secret(name: str) -> bool:
 
 def load_yaml_documents(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def kustomization(directory: Path) -> dict:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def base_manifests() -> list[dict]:
+    """k8s/base as listed in its kustomization."""
+    resources = kustomization(K8S_BASE)["resources"]
+    return [doc for resource in resources for doc in load_yaml_documents(K8S_BASE / resource)]
+
+
+def read_env_example() -> dict[str, str]:
+    entries = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, separator, value = line.partition("=")
+            assert separator, f".env.example: '{line}' is not NAME=value"
+            entries[name.strip()] = value.strip()
+    return entries
 
 
 # --- Dockerfiles --------------------------------------------------------------------------
@@ -164,10 +189,30 @@ def dockerfiles() -> dict[str, Dockerfile]:
     return {name: Dockerfile(path) for name, path in DOCKERFILE_PATHS.items()}
 
 
-def image_port(name: str) -> int:
-    """The one port the image exposes, the port its service is reached on."""
-    (port,) = Dockerfile(DOCKERFILE_PATHS[name]).exposed_ports
-    return port
+def listening_port(image: str) -> int:
+    """The port the image's server listens on: uvicorn's --port in its CMD, or nginx's listen."""
+    command = Dockerfile(DOCKERFILE_PATHS[image]).cmd
+    if command is None:  # the frontend keeps the nginx image's command; our template sets the port
+        (port,) = nginx_listen_ports()
+        return port
+    return int(command[command.index("--port") + 1])
+
+
+# --- the frontend's nginx -----------------------------------------------------------------
+
+
+def nginx_template() -> str:
+    """The nginx template without its comments."""
+    return re.sub(r"^\s*#.*$", "", NGINX_TEMPLATE.read_text(), flags=re.MULTILINE)
+
+
+def nginx_listen_ports() -> list[int]:
+    return [int(port) for port in re.findall(r"^\s*listen\s+(\d+)", nginx_template(), re.MULTILINE)]
+
+
+def nginx_exact_locations() -> set[str]:
+    """Paths the frontend's nginx answers itself (`location = /path`)."""
+    return set(re.findall(r"location\s*=\s*(\S+)\s*\{", nginx_template()))
 
 
 # --- the product code ---------------------------------------------------------------------
@@ -199,21 +244,80 @@ def _settings_class(service: str):
     }[service]()
 
 
+def _env_name(settings_class, field: str) -> str:
+    return f"{settings_class.model_config.get('env_prefix') or ''}{field}".upper()
+
+
 def settings_env_names(settings_class) -> set[str]:
-    prefix = settings_class.model_config.get("env_prefix") or ""
-    return {f"{prefix}{field}".upper() for field in settings_class.model_fields}
+    return {_env_name(settings_class, field) for field in settings_class.model_fields}
+
+
+@cache
+def _from_values_only(settings_class):
+    """The settings class reading neither this process's environment nor a .env file."""
+
+    class FromValuesOnly(settings_class):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, **environment_and_files):
+            return (init_settings,)
+
+    return FromValuesOnly
 
 
 def settings_from_env(service: str, env: dict[str, str]):
     """The service's Settings built from exactly these variables (ValidationError if invalid)."""
     settings_class = _settings_class(service)
-    prefix = (settings_class.model_config.get("env_prefix") or "").upper()
-    fields = {
-        name.upper()[len(prefix) :].lower(): value
-        for name, value in env.items()
-        if name.upper() in settings_env_names(settings_class)
-    }
-    return settings_class(_env_file=None, **fields)
+    names = {_env_name(settings_class, field): field for field in settings_class.model_fields}
+    fields = {names[name]: value for name, value in env.items() if name in names}
+    return _from_values_only(settings_class)(**fields)
+
+
+PLACEHOLDER_SECRET = "placeholder-" + "x" * 40
+
+
+def _demanded_by_validation(service: str) -> set[str]:
+    """What the settings refuse to start without in production: fields with no default and what
+    the validators demand. Found by building them from nothing and adding each name an error names."""
+    from pydantic import ValidationError
+
+    settings_class = _settings_class(service)
+    names = settings_env_names(settings_class)
+    env = {"ENVIRONMENT": "production"} if "ENVIRONMENT" in names else {}
+    while True:
+        try:
+            settings_from_env(service, env)
+            return set(env) - {"ENVIRONMENT"}
+        except ValidationError as error:
+            named = set()
+            for problem in error.errors():
+                if problem["type"] == "missing":
+                    named.add(_env_name(settings_class, problem["loc"][0]))
+                named |= {name for name in names if re.search(rf"\b{name}\b", problem["msg"])}
+            assert named - set(env), f"{service}: cannot tell what the settings demand from {error}"
+            env |= {name: PLACEHOLDER_SECRET for name in named}
+
+
+def _defaults_for_a_developer_machine(service: str) -> set[str]:
+    """Settings whose default points at the developer's machine (a loopback URL or a SQLite file)."""
+    settings_class = _settings_class(service)
+    found = set()
+    for field, info in settings_class.model_fields.items():
+        if isinstance(info.default, str) and "://" in info.default:
+            if urlsplit(info.default).hostname in (None, "localhost", "127.0.0.1", "::1"):
+                found.add(_env_name(settings_class, field))
+    return found
+
+
+@cache
+def required_env_names(service: str) -> frozenset[str]:
+    """Every variable a deployment must give the service: what its settings demand, the settings
+    whose defaults only work on a developer's machine, and what CHOSEN_BY_THE_DEPLOYMENT adds."""
+    if service == "frontend":  # nginx: every variable has a default in the Dockerfile
+        return frozenset()
+    required = _demanded_by_validation(service) | _defaults_for_a_developer_machine(service)
+    if "DATABASE_URL" in required:  # deployments keep the password out of the URL (checked elsewhere)
+        required |= LIBPQ_ENV
+    return frozenset(required | CHOSEN_BY_THE_DEPLOYMENT.get(service, set()))
 
 
 @cache
@@ -226,31 +330,43 @@ def env_names_read_by(service: str) -> frozenset[str]:
     return frozenset(settings_env_names(_settings_class(service)) | LIBPQ_ENV)
 
 
-def nginx_exact_locations() -> set[str]:
-    """Paths the frontend's nginx answers itself (`location = /path`)."""
-    return set(re.findall(r"location\s*=\s*(\S+)\s*\{", NGINX_TEMPLATE.read_text()))
+@cache
+def _app(image: str):
+    """The service's web app, its lifespan (connections, models) not run."""
+    if image == "api":
+        from gateway.main import create_app
+
+        # development: the gateway's settings need no secrets
+        return create_app(_from_values_only(_gateway_settings_class())(environment="development"))
+    from inference.app import create_app
+
+    return create_app(_from_values_only(_inference_settings_class())())
 
 
-@pytest.fixture(scope="session")
-def serves_get():
-    """serves_get(service, path): whether the service really answers GET on that path."""
-    from gateway.main import create_app as create_gateway
-    from inference.app import create_app as create_inference
+def serves_get(image: str, path: str) -> bool:
+    """Whether the image's server really answers GET on that path."""
     from starlette.routing import Match
 
-    # development: the gateway's settings need no secrets; the lifespan (connections, models) is not run
-    apps = {
-        "api": create_gateway(_gateway_settings_class()(_env_file=None, environment="development")),
-        "inference": create_inference(_inference_settings_class()()),
-    }
+    if image == "frontend":
+        return path in nginx_exact_locations()
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": [], "query_string": b""}
+    return any(route.matches(scope)[0] == Match.FULL for route in _app(image).routes)
 
-    def serves_get(service: str, path: str) -> bool:
-        if service == "frontend":
-            return path in nginx_exact_locations()
-        scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": [], "query_string": b""}
-        return any(route.matches(scope)[0] == Match.FULL for route in apps[service].routes)
 
-    return serves_get
+def health_paths(image: str) -> dict[str, str]:
+    """The image's health endpoints by purpose, "live" and "ready" (one path may serve both)."""
+    if image == "frontend":
+        paths = {path for path in nginx_exact_locations() if "health" in path}
+    else:
+        # the OpenAPI document lists every route, also those of included routers
+        routes = _app(image).openapi()["paths"]
+        paths = {path for path, methods in routes.items() if "health" in path and "get" in methods}
+    found = {}
+    for purpose in ("live", "ready"):
+        matching = [path for path in paths if path.endswith(purpose)] or sorted(paths)
+        assert len(matching) == 1, f"{image}: which of {matching} is for {purpose}?"
+        found[purpose] = matching[0]
+    return found
 
 
 def gateway_body_limit(max_upload_bytes: int) -> int:

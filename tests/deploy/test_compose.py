@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
+import shutil
+import subprocess
 from importlib.resources import files
 from urllib.parse import urlsplit
 
@@ -12,21 +16,22 @@ import pytest
 import yaml
 
 from deploy_checks import (
+    COMPOSE_FILE,
     DOCKERFILE_PATHS,
+    ENV_EXAMPLE,
     REPO_ROOT,
-    REQUIRED_SECRETS,
+    SERVICE_IMAGES,
     Dockerfile,
     env_names_read_by,
     gateway_body_limit,
-    image_port,
+    listening_port,
     looks_secret,
     nginx_size_bytes,
     parse_image_reference,
+    read_env_example,
+    required_env_names,
     settings_from_env,
 )
-
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-ENV_EXAMPLE = REPO_ROOT / ".env.example"
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<operator>:?[-?])(?P<argument>[^}]*))?\}")
@@ -40,7 +45,8 @@ SECRET_VARIABLES = {
     "S3_SECRET_ACCESS_KEY",
     "FIRST_ADMIN_PASSWORD",
 }
-OUR_SERVICES = ("inference", "api", "migrate", "frontend")  # built from this repo
+OUR_SERVICES = tuple(SERVICE_IMAGES)  # built from this repo
+LONG_RUNNING_SERVICES = ("inference", "api", "frontend")
 ONE_SHOT_SERVICES = ("migrate", "minio-setup")
 
 
@@ -88,16 +94,6 @@ def strings_in(node) -> list[str]:
     return [node] if isinstance(node, str) else []
 
 
-def read_env_example() -> dict[str, str]:
-    entries = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, separator, value = line.partition("=")
-            assert separator, f".env.example: '{line}' is not NAME=value"
-            entries[name.strip()] = value.strip()
-    return entries
-
-
 def test_compose_file_matches_the_compose_specification(compose):
     # the compose-spec JSON schema as vendored by check-jsonschema
     schema = json.loads((files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json").read_text())
@@ -115,7 +111,7 @@ def test_only_the_frontend_is_published_on_its_nginx_port(services):
     assert list(published) == ["frontend"]
     (mapping,) = published["frontend"]
     container_port = int(interpolate(str(mapping), {}).rsplit(":", 1)[-1])
-    assert container_port == image_port("frontend")
+    assert container_port == listening_port("frontend")
 
 
 def test_images_are_pinned(services):
@@ -130,8 +126,7 @@ def test_our_images_build_from_the_repo_root_with_their_dockerfiles(services):
     for name in OUR_SERVICES:
         build = services[name]["build"]
         assert build["context"] == "."
-        image = "api" if name == "migrate" else name
-        assert REPO_ROOT / build["dockerfile"] == DOCKERFILE_PATHS[image]
+        assert REPO_ROOT / build["dockerfile"] == DOCKERFILE_PATHS[SERVICE_IMAGES[name]]
     assert services["migrate"]["image"] == services["api"]["image"]
 
 
@@ -179,8 +174,9 @@ def test_dependencies_wait_for_health_or_completion(services):
             if condition == "service_healthy":
                 healthcheck = target.get("healthcheck", {})
                 assert not healthcheck.get("disable")
-                image = "api" if dependency == "migrate" else dependency
-                has_image_check = dependency in OUR_SERVICES and Dockerfile(DOCKERFILE_PATHS[image]).healthcheck
+                has_image_check = (
+                    dependency in OUR_SERVICES and Dockerfile(DOCKERFILE_PATHS[SERVICE_IMAGES[dependency]]).healthcheck
+                )
                 assert healthcheck.get("test") or has_image_check, f"{dependency} has no health check"
             else:
                 assert condition == "service_completed_successfully", f"{name} -> {dependency}: {condition}"
@@ -217,9 +213,31 @@ def test_environment_is_read_by_the_service(services, name):
     assert not unknown, f"{name} does not read {unknown}"
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
-def test_services_get_their_secrets(services, name):
-    assert REQUIRED_SECRETS[name] <= set(environment(services[name]))
+def test_required_settings_are_found_in_the_code():
+    # guards the checks of what compose and Kubernetes must provide (here and in test_kubernetes.py)
+    api = required_env_names("api")
+    assert {"JWT_SECRET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "DATABASE_URL", "PGPASSWORD"} <= api
+    assert "ENVIRONMENT" not in api, "production is the default"
+    assert {"DATABASE_URL", "PGPASSWORD", "FIRST_ADMIN_PASSWORD"} <= required_env_names("migrate")
+
+
+@pytest.mark.parametrize("name", OUR_SERVICES)
+def test_services_get_every_required_setting(services, name):
+    given = services[name].get("environment") or {}
+    image_env = Dockerfile(DOCKERFILE_PATHS[SERVICE_IMAGES[name]]).env
+    missing = required_env_names(name) - set(given) - set(image_env)
+    assert not missing, f"{name} is not given {missing}"
+    for variable in required_env_names(name):
+        if looks_secret(variable):  # from .env, and compose refuses to start without it
+            match = INTERPOLATION.fullmatch(str(given.get(variable)))
+            assert match and match.group("operator") == ":?", f"{name}: {variable} is {given.get(variable)!r}"
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING_SERVICES)
+def test_services_run_the_images_server_and_its_health_check(services, name):
+    # the ports and health paths checked against the code are the image's: compose must not replace them
+    for key in ("command", "entrypoint", "healthcheck"):
+        assert key not in services[name], f"{name}: {key} overrides the image's"
 
 
 def test_gateway_environment_is_a_valid_production_configuration(services):
@@ -241,7 +259,7 @@ def test_inference_environment_is_valid_and_fits_its_cpu_limit(services):
 def test_urls_point_at_the_right_services_and_ports(services):
     api = environment(services["api"])
     inference = urlsplit(api["INFERENCE_URL"])
-    assert (inference.hostname, inference.port) == ("inference", image_port("inference"))
+    assert (inference.hostname, inference.port) == ("inference", listening_port("inference"))
     storage = urlsplit(api["S3_ENDPOINT_URL"])
     assert (storage.hostname, storage.port) == ("minio", 9000)
     database = urlsplit(api["DATABASE_URL"])
@@ -253,7 +271,7 @@ def test_urls_point_at_the_right_services_and_ports(services):
 
     frontend = environment(services["frontend"])
     upstream = urlsplit(frontend["CXR_API_UPSTREAM"])
-    assert (upstream.hostname, upstream.port) == ("api", image_port("api"))
+    assert (upstream.hostname, upstream.port) == ("api", listening_port("api"))
     assert frontend["API_BASE_URL"] == "/api"
 
 
@@ -296,3 +314,51 @@ def test_backend_services_are_unreachable_from_the_frontend(compose, services):
         assert not frontend_networks & set(services[name]["networks"]), name
     assert set(services["api"]["networks"]) & frontend_networks
     assert compose["networks"]["backend"]["internal"] is True
+
+
+# --- docker compose itself (only where the compose plugin is installed) ----------------------
+
+
+def docker_compose_available() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    version = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+    return version.returncode == 0
+
+
+def docker_compose_config(env_file) -> subprocess.CompletedProcess:
+    # only what finds docker and its plugins: compose would let shell variables override the env file
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "DOCKER_CONFIG") if name in os.environ}
+    command = ["docker", "compose", "--file", str(COMPOSE_FILE), "--env-file", str(env_file), "config"]
+    return subprocess.run([*command, "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def generated_env(tmp_path) -> dict[str, str]:
+    """.env.example with every empty secret filled in, as a first deployment would."""
+    if not docker_compose_available():
+        pytest.skip("the docker compose plugin is not installed (`docker compose version` fails)")
+    # 20 hex characters fit MinIO's limits (3-20 for users); JWT_SECRET needs 32 or more
+    variables = {name: value or secrets.token_hex(10) for name, value in read_env_example().items()}
+    variables["JWT_SECRET"] = secrets.token_urlsafe(48)
+    return variables
+
+
+def write_env_file(path, variables: dict[str, str]):
+    path.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
+    return path
+
+
+def test_docker_compose_accepts_the_file_with_a_filled_in_env(tmp_path, generated_env):
+    result = docker_compose_config(write_env_file(tmp_path / ".env", generated_env))
+    assert result.returncode == 0, result.stderr
+    rendered = json.loads(result.stdout)["services"]
+    assert rendered["api"]["environment"]["JWT_SECRET"] == generated_env["JWT_SECRET"]
+    assert rendered["migrate"]["environment"]["PGPASSWORD"] == generated_env["POSTGRES_PASSWORD"]
+
+
+def test_docker_compose_refuses_an_env_without_a_secret(tmp_path, generated_env):
+    del generated_env["JWT_SECRET"]
+    result = docker_compose_config(write_env_file(tmp_path / ".env", generated_env))
+    assert result.returncode != 0 and "JWT_SECRET" in result.stderr

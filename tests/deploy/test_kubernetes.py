@@ -18,28 +18,33 @@ import yaml
 
 from deploy_checks import (
     DOCKERFILE_PATHS,
+    K8S_BASE,
+    PLACEHOLDER_SECRET,
     REPO_ROOT,
-    REQUIRED_SECRETS,
+    SERVICE_IMAGES,
     Dockerfile,
     env_names_read_by,
     gateway_body_limit,
-    image_port,
+    base_manifests,
+    health_paths,
+    kustomization,
+    listening_port,
     load_yaml_documents,
     looks_secret,
     nginx_size_bytes,
     parse_image_reference,
+    required_env_names,
+    serves_get,
     settings_from_env,
     uid_of,
 )
 
-BASE = REPO_ROOT / "k8s/base"
 PRODUCTION = REPO_ROOT / "k8s/overlays/production"
-SECRET_TEMPLATE = BASE / "secret.example.yaml"
+SECRET_TEMPLATE = K8S_BASE / "secret.example.yaml"
 KUBERNETES_VERSION = "1.30"  # the oldest minor we support; its schemas are the strictest about new fields
 NAMESPACE = "cxr"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
-# our containers, by name, and the image each runs
-OUR_CONTAINERS = {"inference": "inference", "api": "api", "migrate": "api", "frontend": "frontend"}
+OUR_CONTAINERS = SERVICE_IMAGES  # our containers, by name, and the image each runs
 BACKENDS_ONLY_THE_API_REACHES = {"inference": {"api"}, "postgres": {"api", "migrate"}, "minio": {"api"}}
 
 
@@ -47,14 +52,6 @@ BACKENDS_ONLY_THE_API_REACHES = {"inference": {"api"}, "postgres": {"api", "migr
 class SecretRef:
     name: str
     key: str
-
-
-def kustomization(directory) -> dict:
-    return yaml.safe_load((directory / "kustomization.yaml").read_text())
-
-
-def base_manifests() -> list[dict]:
-    return [doc for resource in kustomization(BASE)["resources"] for doc in load_yaml_documents(BASE / resource)]
 
 
 def kustomize_build(directory) -> list[dict]:
@@ -119,8 +116,7 @@ def container_env(manifests, container: dict) -> dict[str, str | SecretRef]:
 
 
 def with_placeholder_secrets(env: dict[str, str | SecretRef]) -> dict[str, str]:
-    placeholder = "placeholder-" + "x" * 40
-    return {name: placeholder if isinstance(value, SecretRef) else value for name, value in env.items()}
+    return {name: PLACEHOLDER_SECRET if isinstance(value, SecretRef) else value for name, value in env.items()}
 
 
 def selector_matches(selector: dict, labels: dict) -> bool:
@@ -185,9 +181,9 @@ def test_schema_validation_rejects_an_unknown_field():
 
 
 def test_base_kustomization_lists_every_manifest_but_the_secret_template():
-    resources = kustomization(BASE)["resources"]
-    assert all((BASE / resource).is_file() for resource in resources)
-    on_disk = {path.name for path in BASE.glob("*.yaml")} - {"kustomization.yaml", SECRET_TEMPLATE.name}
+    resources = kustomization(K8S_BASE)["resources"]
+    assert all((K8S_BASE / resource).is_file() for resource in resources)
+    on_disk = {path.name for path in K8S_BASE.glob("*.yaml")} - {"kustomization.yaml", SECRET_TEMPLATE.name}
     assert set(resources) == on_disk
     assert SECRET_TEMPLATE.name not in resources
 
@@ -202,7 +198,7 @@ def test_production_kustomization_references_existing_files():
 
 
 def test_kustomize_renders_the_base_as_written():
-    rendered = kustomize_build(BASE)
+    rendered = kustomize_build(K8S_BASE)
     identity = lambda docs: sorted((doc["kind"], doc["metadata"]["name"]) for doc in docs)  # noqa: E731
     assert identity(rendered) == identity(base_manifests())
     for doc in rendered:
@@ -246,12 +242,15 @@ def test_config_and_secret_references_exist(manifests):
                     assert value.key in template["stringData"], value
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED_SECRETS))
-def test_services_get_their_secrets(manifests, name):
+@pytest.mark.parametrize("name", sorted(OUR_CONTAINERS))
+def test_services_get_every_required_setting(manifests, name):
     (container,) = [c for _, c in our_containers(manifests) if c["name"] == name]
     env = container_env(manifests, container)
-    missing = {variable for variable in REQUIRED_SECRETS[name] if not isinstance(env.get(variable), SecretRef)}
-    assert not missing, f"{name} gets no secret for {missing}"
+    image_env = Dockerfile(DOCKERFILE_PATHS[OUR_CONTAINERS[name]]).env
+    missing = required_env_names(name) - set(env) - set(image_env)
+    assert not missing, f"{name} is not given {missing}"
+    not_from_the_secret = {v for v in required_env_names(name) if looks_secret(v) and not isinstance(env[v], SecretRef)}
+    assert not not_from_the_secret, f"{name} does not take {not_from_the_secret} from the Secret"
 
 
 # --- pods -----------------------------------------------------------------------------------
@@ -295,7 +294,7 @@ def test_our_containers_run_the_matching_image_as_its_user(manifests):
         assert pod_spec(workload)["securityContext"]["runAsUser"] == uid_of(user)
 
 
-def test_probes_use_real_routes_on_the_serving_port(manifests, serves_get):
+def test_probes_use_real_routes_on_the_serving_port(manifests):
     for workload, container in our_containers(manifests):
         if workload["kind"] != "Deployment":
             continue
@@ -305,9 +304,26 @@ def test_probes_use_real_routes_on_the_serving_port(manifests, serves_get):
             if probe_kind in container:
                 probe = container[probe_kind]["httpGet"]
                 assert serves_get(image, probe["path"]), f"{container['name']} {probe_kind}: {probe['path']}"
-                assert container_port(container, probe["port"]) == image_port(image)
+                assert container_port(container, probe["port"]) == listening_port(image)
     inference = one(manifests, "Deployment", "inference")["spec"]["template"]["spec"]["containers"][0]
     assert inference["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"  # ready = models warmed up
+
+
+def test_every_health_endpoint_is_probed_for_its_purpose(manifests):
+    for workload, container in our_containers(manifests):
+        if workload["kind"] == "Deployment":
+            paths = health_paths(OUR_CONTAINERS[container["name"]])
+            probed = {kind: container[f"{kind}Probe"]["httpGet"]["path"] for kind in ("liveness", "readiness")}
+            assert probed == {"liveness": paths["live"], "readiness": paths["ready"]}, container["name"]
+
+
+def test_servers_keep_the_image_command_and_declare_its_port(manifests):
+    for workload, container in our_containers(manifests):
+        if workload["kind"] == "Deployment":
+            # the port is checked against the image's CMD: a command here would bypass that check
+            assert "command" not in container and "args" not in container, container["name"]
+            ports = [port["containerPort"] for port in container["ports"]]
+            assert ports == [listening_port(OUR_CONTAINERS[container["name"]])], container["name"]
 
 
 def test_services_select_pods_and_target_their_ports(manifests):
@@ -318,7 +334,9 @@ def test_services_select_pods_and_target_their_ports(manifests):
         assert selected[0]["kind"] != "Job", f"Service {service['metadata']['name']} sends traffic to a Job"
         (container,) = containers(selected[0])
         for port in service["spec"]["ports"]:
-            container_port(container, port["targetPort"])
+            target = container_port(container, port["targetPort"])
+            if container["name"] in OUR_CONTAINERS:
+                assert target == listening_port(OUR_CONTAINERS[container["name"]]), service["metadata"]["name"]
 
 
 def test_container_env_is_read_by_the_service(manifests):
@@ -359,8 +377,8 @@ def test_in_cluster_urls_point_at_services_and_their_ports(manifests):
         if "." not in url.hostname:  # a Service in this namespace
             assert url.port in services.get(url.hostname, []), f"{name}: no Service {url.hostname}:{url.port}"
     assert urlsplit(urls["DATABASE_URL"]).password is None, "the password belongs in PGPASSWORD"
-    assert urlsplit(urls["INFERENCE_URL"]).port == image_port("inference")
-    assert urlsplit(urls["CXR_API_UPSTREAM"]).port == image_port("api")
+    assert urlsplit(urls["INFERENCE_URL"]).port == listening_port("inference")
+    assert urlsplit(urls["CXR_API_UPSTREAM"]).port == listening_port("api")
 
 
 # --- scaling, jobs, network -------------------------------------------------------------------
