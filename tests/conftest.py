@@ -159,3 +159,92 @@ def admin_client(gateway):
     token = login(gateway.url, gateway.admin_username, gateway.admin_password)
     with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def database(postgres_url):
+    """A psycopg connection to the gateway's Postgres database, for checking what was stored."""
+    import psycopg
+
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql")) as connection:
+        yield connection
+
+
+@pytest.fixture
+def clinician_client(admin_client, gateway):
+    """An HTTP client signed in as a new clinician through the real endpoint."""
+    from support import bearer_client, login, new_user
+
+    username, password = new_user(admin_client, "clinician")
+    with bearer_client(gateway.url, login(gateway.url, username, password)) as client:
+        yield client
+
+
+@pytest.fixture
+def service_client(admin_client, gateway):
+    """An HTTP client holding a client-credentials token of a new API client (`.api_client` has its record)."""
+    from support import bearer_client, client_credentials_token, new_api_client
+
+    api_client = new_api_client(admin_client)
+    token = client_credentials_token(gateway.url, api_client["client_id"], api_client["client_secret"])
+    with bearer_client(gateway.url, token) as client:
+        client.api_client = api_client
+        yield client
+
+
+@pytest.fixture
+def start_inference(logs_dir, tmp_path):
+    """Starts another real inference service with extra settings (env vars); returns its URL; stops it afterwards."""
+    from processes import free_port, inference_process
+
+    started = []
+
+    def start(env: dict[str, str]) -> str:
+        port = free_port()
+        env = {
+            "INFERENCE_MODEL_REPOSITORY": str(MODEL_REPOSITORY),
+            "INFERENCE_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+            **env,
+        }
+        started.append(inference_process(port, env, logs_dir / f"inference-{port}.log").start())
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def gateway_with(gateway, logs_dir):
+    """Start another gateway on the same database and object store with some settings overridden;
+    returns an HTTP client signed in there as the administrator."""
+    import httpx
+    from processes import free_port, gateway_process
+    from support import login
+
+    started = []
+
+    def start(**overrides):
+        service = gateway_process(free_port(), gateway.env | overrides, logs_dir / "gateway-faulty.log").start()
+        started.append(service)
+        url = service.health_url.removesuffix("/health/live")
+        token = login(url, gateway.admin_username, gateway.admin_password)
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def dicom_without_pixels(data_dir) -> bytes:
+    """The real CT slice's file with its pixel data removed: a DICOM that holds no image."""
+    import io
+
+    import pydicom
+
+    dataset = pydicom.dcmread(data_dir / "dicom" / "CT_small.dcm")
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -30,3 +30,32 @@ def throwaway_database(admin_dsn: str, prefix: str = "cxr_test"):
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_user(admin_client: httpx.Client, role: str = "clinician") -> tuple[str, str]:
+    """A new account created through the admin endpoint; returns its username and password."""
+    username = f"{role}-{uuid.uuid4().hex[:10]}"
+    password = "pw-" + uuid.uuid4().hex
+    response = admin_client.post("/users", json={"username": username, "password": password, "role": role})
+    assert response.status_code == 201, response.text
+    return username, password
+
+
+def new_api_client(admin_client: httpx.Client) -> dict:
+    """A new API client (its id, client_id and the once-shown client_secret)."""
+    response = admin_client.post("/clients", json={"name": f"ris-{uuid.uuid4().hex[:10]}"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def client_credentials_token(base_url: str, client_id: str, client_secret: str) -> str:
+    response = httpx.post(
+        f"{base_url}/auth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def bearer_client(base_url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)

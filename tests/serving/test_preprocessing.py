@@ -3,11 +3,19 @@
 import io
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
 from inference.card import Preprocessing, ResizeSpec
-from inference.preprocessing import ImageError, decode_image, preprocess, preprocess_array, preprocess_bytes
+from inference.preprocessing import (
+    ImageError,
+    decode_image,
+    preprocess,
+    preprocess_array,
+    preprocess_bytes,
+    sniff_media_type,
+)
 
 SPEC = Preprocessing(resize=ResizeSpec(width=28, height=28, method="bicubic"))
 
@@ -78,4 +86,81 @@ def test_too_many_pixels_are_refused_before_decoding():
     data = encode(Image.new("L", (300, 300)), "PNG")
     with pytest.raises(ImageError) as error:
         decode_image(data, max_pixels=300 * 299)
+    assert error.value.code == "image_too_large"
+
+
+def test_serving_bytes_path_equals_the_training_array_path_on_every_sample(sample_xrays):
+    """Training decodes files to uint8 arrays and calls preprocess_array; serving gets the file bytes."""
+    paths = sample_xrays["normal"] + sample_xrays["pneumonia"]
+    assert len(paths) == 55
+    for path in paths:
+        training = preprocess_array(np.asarray(Image.open(path)), SPEC)
+        np.testing.assert_array_equal(preprocess_bytes(path.read_bytes(), SPEC), training, err_msg=str(path))
+
+
+def test_media_types_are_told_by_magic_bytes(sample_xrays, data_dir):
+    assert sniff_media_type(sample_xrays["normal"][0].read_bytes()) == "image/jpeg"
+    assert sniff_media_type(encode(Image.new("L", (4, 4)), "PNG")) == "image/png"
+    assert sniff_media_type((data_dir / "dicom" / "CT_small.dcm").read_bytes()) == "application/dicom"
+    assert sniff_media_type(b"GIF89a") is None
+
+
+def test_monochrome1_chest_radiograph_is_inverted_so_lungs_are_dark(data_dir):
+    image = np.asarray(decode_image((data_dir / "dicom" / "RG1_UNCR.dcm").read_bytes()), dtype=np.float64)
+    assert image.shape == (1955, 1841)
+    height, width = image.shape
+    rows = slice(int(height * 0.30), int(height * 0.45))
+    left_lung, right_lung = image[rows, int(width * 0.22) : int(width * 0.32)], image[rows, int(width * 0.68) : int(width * 0.78)]
+    lungs = np.concatenate([left_lung, right_lung])
+    spine = image[rows, int(width * 0.47) : int(width * 0.53)]
+    assert lungs.mean() + 20 < spine.mean()  # air is dark, the mediastinum and spine bright
+
+
+def test_ct_slice_goes_through_modality_lut_and_window(data_dir):
+    data = (data_dir / "dicom" / "CT_small.dcm").read_bytes()
+    image = np.asarray(decode_image(data))
+    assert image.shape == (128, 128) and image.dtype == np.uint8
+    assert image.min() == 0 and image.max() == 255  # no window in the file: its own min..max
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    hounsfield = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+    expected = np.round((hounsfield - hounsfield.min()) / np.ptp(hounsfield) * 255)
+    np.testing.assert_array_equal(image, expected)
+    assert preprocess_bytes(data, SPEC).shape == (28, 28, 1)
+
+
+def dicom_bytes(dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("center", "width"), [(40, 400), ([40, 600], [400, 2000])], ids=["one", "first-of-two"])
+def test_window_center_and_width_set_the_grey_range(data_dir, center, width):
+    dataset = pydicom.dcmread(data_dir / "dicom" / "CT_small.dcm")
+    dataset.WindowCenter, dataset.WindowWidth = center, width  # a soft-tissue window (Hounsfield units) first
+    image = np.asarray(decode_image(dicom_bytes(dataset)))
+    hounsfield = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+    expected = np.round(np.clip((hounsfield - (40 - 200)) / 400, 0, 1) * 255)
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_multi_frame_dicom_uses_the_first_frame(data_dir):
+    dataset = pydicom.dcmread(data_dir / "dicom" / "CT_small.dcm")
+    first = dataset.pixel_array
+    frames = np.stack([first, np.zeros_like(first)])
+    dataset.NumberOfFrames = 2
+    dataset.PixelData = frames.tobytes()
+    single_frame = decode_image((data_dir / "dicom" / "CT_small.dcm").read_bytes())
+    np.testing.assert_array_equal(np.asarray(decode_image(dicom_bytes(dataset))), np.asarray(single_frame))
+
+
+def test_dicom_without_pixel_data_gets_a_coded_error(dicom_without_pixels):
+    with pytest.raises(ImageError) as error:
+        decode_image(dicom_without_pixels)
+    assert error.value.code == "dicom_without_pixel_data"
+
+
+def test_large_dicom_is_refused_before_its_pixels_are_decoded(data_dir):
+    with pytest.raises(ImageError) as error:
+        decode_image((data_dir / "dicom" / "RG1_UNCR.dcm").read_bytes(), max_pixels=1_000_000)
     assert error.value.code == "image_too_large"

@@ -1,5 +1,7 @@
 """The inference service as a client sees it: KServe v2 REST over HTTP, real model."""
 
+import base64
+
 import httpx
 import numpy as np
 import pytest
@@ -115,6 +117,22 @@ def test_image_call_rejects_what_is_not_an_image(client, payload, status, code):
     response = client.post(f"/v2/models/{MODEL}/classify", content=payload)
     assert response.status_code == status
     assert response.json()["code"] == code
+
+
+def test_image_call_and_bytes_input_read_dicom(client, data_dir):
+    radiograph = (data_dir / "dicom" / "RG1_UNCR.dcm").read_bytes()
+    response = client.post(f"/v2/models/{MODEL}/classify", content=radiograph)
+    assert response.status_code == 200, response.text
+    classified = response.json()["probabilities"]
+    tensor = {"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"content_type": "base64"}}
+    tensor["data"] = [base64.b64encode(radiograph).decode()]
+    inferred = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": [tensor]}).json()["outputs"][0]["data"]
+    assert [classified["normal"], classified["pneumonia"]] == inferred
+
+
+def test_dicom_without_pixel_data_is_refused_with_a_code(client, dicom_without_pixels):
+    response = client.post(f"/v2/models/{MODEL}/classify", content=dicom_without_pixels)
+    assert response.status_code == 400 and response.json()["code"] == "dicom_without_pixel_data"
 
 
 def test_metrics_count_calls(client):

@@ -55,3 +55,67 @@ def test_serving_environment_has_no_tensorflow():
     pyproject = Path(__file__).resolve().parents[2] / "services" / "inference" / "pyproject.toml"
     dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     assert not [dependency for dependency in dependencies if "tensorflow" in dependency.lower()]
+
+
+def copy_version(root: Path, version: str) -> Path:
+    """The committed model copied into `root` as `version` (its card says so too)."""
+    target = root / "pneumonia-xray" / version
+    shutil.copytree(COMMITTED_MODEL, target)
+    card = json.loads((target / "model.json").read_text())
+    card["version"] = version
+    (target / "model.json").write_text(json.dumps(card))
+    return target
+
+
+def test_refresh_picks_up_new_and_removed_versions(tmp_path):
+    copy_version(tmp_path, "1")
+    repository = ModelRepository(Settings(model_repository=tmp_path))
+    repository.load_all()
+    first = repository.get("pneumonia-xray", "1")
+
+    copy_version(tmp_path, "2")
+    repository.refresh()
+    assert repository.versions("pneumonia-xray") == ["1", "2"]
+    assert repository.get("pneumonia-xray", "1") is first  # untouched versions are not reloaded
+
+    shutil.rmtree(tmp_path / "pneumonia-xray" / "1")
+    index = repository.refresh()
+    assert repository.versions("pneumonia-xray") == ["2"] and not first.ready
+    assert [(entry.version, entry.state) for entry in index] == [("2", "READY")]
+
+
+def test_a_broken_version_is_in_the_index_and_loads_once_repaired(repository_root):
+    repository = ModelRepository(Settings(model_repository=repository_root))
+    index = {entry.version: entry for entry in repository.refresh()}
+    assert index["3"].state == "UNAVAILABLE" and "sha256" in index["3"].reason
+    assert index["1"].state == index["2"].state == "READY"
+
+    shutil.copy(COMMITTED_MODEL / "model.onnx", repository_root / "pneumonia-xray" / "3" / "model.onnx")
+    repository.refresh()
+    assert repository.get("pneumonia-xray").version == "3" and not repository.load_errors
+
+
+def test_unload_keeps_a_model_out_until_it_is_loaded_again(repository_root):
+    repository = ModelRepository(Settings(model_repository=repository_root))
+    repository.load_all()
+    repository.unload("pneumonia-xray")
+    repository.refresh()
+    assert "pneumonia-xray" not in repository.models
+    assert [(entry.name, entry.state, entry.reason) for entry in repository.index()] == [
+        ("pneumonia-xray", "UNAVAILABLE", "unloaded")
+    ]
+    repository.load("pneumonia-xray")
+    assert repository.versions("pneumonia-xray") == ["1", "2"]
+    with pytest.raises(ModelNotFound):
+        repository.load("knee-mri")
+
+
+def test_an_unreachable_s3_repository_is_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    settings = Settings(model_repository="s3://models/serving", s3_endpoint_url="http://127.0.0.1:9", model_cache_dir=tmp_path)
+    copy_version(tmp_path, "1")  # what an earlier sync left in the cache
+    repository = ModelRepository(settings)
+    repository.load_all()
+    assert repository.versions("pneumonia-xray") == ["1"]

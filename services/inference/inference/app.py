@@ -2,44 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from inference import __version__, routes
 from inference.dataplane import DataPlane
-from inference.errors import InferenceError
+from inference.errors import InferenceError, status_of
+from inference.logs import RequestIdMiddleware, configure_logging
 from inference.preprocessing import ImageError
 from inference.repository import ModelRepository
 from inference.settings import Settings
 
-_IMAGE_ERROR_STATUS = {"unsupported_media_type": 415, "image_too_large": 413}
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         repository = ModelRepository(settings)
-        await run_in_threadpool(repository.load_all)  # loads and warms up every model
-        app.state.dataplane = DataPlane(repository)
+        await to_thread.run_sync(repository.load_all)  # loads and warms up every model
+        app.state.dataplane = DataPlane(repository, settings)
+        poller = asyncio.create_task(_poll_repository(app.state.dataplane, settings.repository_poll_seconds))
         yield
+        poller.cancel()
 
     app = FastAPI(title="Chest-imaging inference service", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(InferenceError)
     async def inference_error(_: Request, exc: InferenceError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+        body = {"error": exc.message} if exc.code is None else {"error": exc.message, "code": exc.code}
+        return JSONResponse(body, status_code=exc.status_code)
 
     @app.exception_handler(ImageError)
     async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        status = _IMAGE_ERROR_STATUS.get(exc.code, 400)
-        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status)
+        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status_of(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -49,3 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes.ops_router)
     return app
+
+
+async def _poll_repository(dataplane: DataPlane, seconds: float) -> None:
+    """Pick up new and removed model versions every `seconds` (never when 0)."""
+    while seconds > 0:
+        await asyncio.sleep(seconds)
+        try:
+            await dataplane.repository_index()
+        except Exception:  # a failed poll (S3 unreachable, say) must not stop the next ones
+            log.exception("polling the model repository failed")

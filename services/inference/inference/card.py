@@ -55,6 +55,14 @@ class Decision(BaseModel):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+class Batching(BaseModel):
+    """Dynamic batching for this model; fields left out take the server's settings."""
+
+    enabled: bool = True
+    max_batch_size: int | None = Field(default=None, gt=0)
+    max_queue_delay_us: int | None = Field(default=None, ge=0)
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -67,6 +75,7 @@ class ModelCard(BaseModel):
     outputs: list[TensorSpec] = Field(min_length=1)
     preprocessing: Preprocessing
     decision: Decision = Decision()
+    batching: Batching | None = None
     metrics: dict[str, dict[str, float]] = {}
     training: dict = {}
     onnx_sha256: str

@@ -1,30 +1,34 @@
-"""Between HTTP and models: protocol validation, tensor conversion, decisions."""
+"""Between HTTP and models: validation against the model, limits, batching, decisions."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 import numpy as np
+from anyio import to_thread
 
 from inference import __version__
-from inference.errors import BadRequest
-from inference.model import DATATYPES, OnnxModel
-from inference.protocol import (
-    ImageClassification,
-    InferenceRequest,
-    InferenceResponse,
-    MetadataModelResponse,
-    MetadataServerResponse,
-    MetadataTensor,
-    RequestInput,
-    ResponseOutput,
-)
-from inference.repository import ModelRepository
+from inference.batching import Batcher
+from inference.codec import InferRequest, InferResult, Tensor
+from inference.errors import BadRequest, RequestTimeout, ServerBusy
+from inference.model import OnnxModel
+from inference.protocol import ImageClassification, MetadataModelResponse, MetadataServerResponse, MetadataTensor
+from inference.repository import IndexEntry, ModelRepository
+from inference.settings import Settings
 
 SERVER_NAME = "cxr-inference"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "image_classification"]
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, settings: Settings):
         self.repository = repository
+        self.settings = settings
+        self.batchers: dict[OnnxModel, Batcher] = {}
+        self.in_flight = 0
+
+    # -- health and metadata ------------------------------------------------------------
 
     def live(self) -> bool:
         return True
@@ -33,7 +37,7 @@ class DataPlane:
         return self.repository.ready
 
     def server_metadata(self) -> MetadataServerResponse:
-        return MetadataServerResponse(name=SERVER_NAME, version=__version__, extensions=["image_classification"])
+        return MetadataServerResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.repository.get(name, version).ready
@@ -53,62 +57,128 @@ class DataPlane:
                 "labels": card.labels,
                 "preprocessing": card.preprocessing.model_dump(),
                 "decision": card.decision.model_dump(),
+                "image_input": model.image_input,  # also takes BYTES: image files, preprocessed here
             },
         )
 
-    def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
-        model = self.repository.get(name, version)
+    # -- repository ---------------------------------------------------------------------
+
+    async def repository_index(self) -> list[IndexEntry]:
+        index = await to_thread.run_sync(self.repository.refresh)
+        self._close_stale_batchers()
+        return index
+
+    async def load_model(self, name: str) -> None:
+        await to_thread.run_sync(self.repository.load, name)
+        self._close_stale_batchers()
+
+    async def unload_model(self, name: str) -> None:
+        await to_thread.run_sync(self.repository.unload, name)
+        self._close_stale_batchers()
+
+    def _close_stale_batchers(self) -> None:
+        current = set(self.repository.all_models())
+        for model in [model for model in self.batchers if model not in current]:
+            self.batchers.pop(model).close()
+
+    # -- inference ----------------------------------------------------------------------
+
+    async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResult:
+        async with self._admitted():
+            model = self.repository.get(name, version)
+            feeds = await self._feeds(model, request.inputs)
+            wanted = _wanted_outputs(model, request)
+            outputs = await self._predict(model, feeds, wanted)
+            return InferResult(model.name, model.version, {name: outputs[name] for name in wanted}, request.id)
+
+    async def classify_image(self, name: str, version: str | None, image: bytes) -> ImageClassification:
+        async with self._admitted():
+            model = self.repository.get(name, version)
+            batch = await self._preprocess(model, [image])
+            outputs = await self._predict(model, {model.image_input: batch}, [model.probabilities_output])
+            probabilities = model.label_probabilities(outputs[model.probabilities_output][0])
+            decision = model.card.decision
+            return ImageClassification(
+                model_name=model.name,
+                model_version=model.version,
+                label=model.decide(probabilities),
+                probabilities=probabilities,
+                threshold=decision.threshold,
+                positive_class=decision.positive_class,
+            )
+
+    @asynccontextmanager
+    async def _admitted(self):
+        """At most `max_queued_requests` at once, each within `request_timeout_seconds`."""
+        if self.in_flight >= self.settings.max_queued_requests:
+            raise ServerBusy(f"the server is answering {self.in_flight} requests already; retry shortly")
+        self.in_flight += 1
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                yield
+        except TimeoutError:
+            raise RequestTimeout(f"no answer within {self.settings.request_timeout_seconds} s") from None
+        finally:
+            self.in_flight -= 1
+
+    async def _feeds(self, model: OnnxModel, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         expected = {spec["name"]: spec for spec in model.input_specs()}
-        feeds = {item.name: _to_array(item, expected) for item in request.inputs}
+        feeds = {}
+        for tensor in inputs:
+            spec = expected.get(tensor.name)
+            if spec is None:
+                raise BadRequest(f"unknown input '{tensor.name}'; the model takes {sorted(expected)}")
+            if tensor.datatype == "BYTES" and tensor.name == model.image_input:
+                feeds[tensor.name] = await self._preprocess(model, list(tensor.array.ravel()))
+            else:
+                feeds[tensor.name] = _checked(tensor, spec)
         missing = set(expected) - set(feeds)
         if missing:
             raise BadRequest(f"missing inputs: {sorted(missing)}")
-        known_outputs = [spec["name"] for spec in model.output_specs()]
-        wanted = [item.name for item in request.outputs] if request.outputs else known_outputs
-        unknown = set(wanted) - set(known_outputs)
-        if unknown:
-            raise BadRequest(f"unknown outputs: {sorted(unknown)}; the model has {known_outputs}")
-        results = model.predict(feeds, wanted)
-        return InferenceResponse(
-            model_name=model.name,
-            model_version=model.version,
-            id=request.id,
-            outputs=[_to_output(output_name, results[output_name]) for output_name in wanted],
-        )
+        return feeds
 
-    def classify_image(self, name: str, version: str | None, image: bytes) -> ImageClassification:
-        model = self.repository.get(name, version)
-        probabilities = model.classify_images([image])[0]
-        decision = model.card.decision
-        return ImageClassification(
-            model_name=model.name,
-            model_version=model.version,
-            label=model.decide(probabilities),
-            probabilities=probabilities,
-            threshold=decision.threshold,
-            positive_class=decision.positive_class,
-        )
+    async def _preprocess(self, model: OnnxModel, images: list[bytes]) -> np.ndarray:
+        if not images:
+            raise BadRequest(f"input '{model.image_input}' holds no image")
+        return await to_thread.run_sync(model.preprocess_images, images, abandon_on_cancel=True)
 
+    async def _predict(self, model: OnnxModel, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        batcher = self._batcher(model)
+        if batcher is None:
+            return await to_thread.run_sync(model.predict, feeds, outputs, abandon_on_cancel=True)
+        return await batcher.predict(feeds, outputs)
 
-def _to_array(item: RequestInput, expected: dict[str, dict]) -> np.ndarray:
-    spec = expected.get(item.name)
-    if spec is None:
-        raise BadRequest(f"unknown input '{item.name}'; the model takes {sorted(expected)}")
-    if item.datatype != spec["datatype"]:
-        raise BadRequest(f"input '{item.name}' must be {spec['datatype']}, got {item.datatype}")
-    if len(item.shape) != len(spec["shape"]) or any(
-        want not in (-1, got) for want, got in zip(spec["shape"], item.shape)
-    ):
-        raise BadRequest(f"input '{item.name}' must have shape {spec['shape']}, got {item.shape}")
-    try:
-        array = np.asarray(item.data, dtype=DATATYPES[item.datatype])
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"input '{item.name}' data is not {item.datatype}: {exc}") from exc
-    if array.size != int(np.prod(item.shape)):
-        raise BadRequest(f"input '{item.name}' has {array.size} values; shape {item.shape} needs {int(np.prod(item.shape))}")
-    return array.reshape(item.shape)
+    def _batcher(self, model: OnnxModel) -> Batcher | None:
+        if model not in self.batchers:
+            config = model.card.batching
+            enabled = config.enabled if config else self.settings.batching
+            if not enabled or not model.batchable:
+                return None
+            self.batchers[model] = Batcher(
+                model,
+                max_batch_size=_first_set(config and config.max_batch_size, self.settings.max_batch_size),
+                max_queue_delay_us=_first_set(config and config.max_queue_delay_us, self.settings.max_queue_delay_us),
+            )
+        return self.batchers[model]
 
 
-def _to_output(name: str, array: np.ndarray) -> ResponseOutput:
-    datatype = next(key for key, dtype in DATATYPES.items() if np.dtype(dtype) == array.dtype)
-    return ResponseOutput(name=name, shape=list(array.shape), datatype=datatype, data=array.ravel().tolist())
+def _first_set(value, default):
+    return default if value is None else value
+
+
+def _checked(tensor: Tensor, spec: dict) -> np.ndarray:
+    if tensor.datatype != spec["datatype"]:
+        raise BadRequest(f"input '{tensor.name}' must be {spec['datatype']}, got {tensor.datatype}")
+    shape = tensor.array.shape
+    if len(shape) != len(spec["shape"]) or any(want not in (-1, got) for want, got in zip(spec["shape"], shape)):
+        raise BadRequest(f"input '{tensor.name}' must have shape {spec['shape']}, got {list(shape)}")
+    return tensor.array
+
+
+def _wanted_outputs(model: OnnxModel, request: InferRequest) -> list[str]:
+    known = [spec["name"] for spec in model.output_specs()]
+    wanted = [output.name for output in request.outputs] if request.outputs else known
+    unknown = set(wanted) - set(known)
+    if unknown:
+        raise BadRequest(f"unknown outputs: {sorted(unknown)}; the model has {known}")
+    return wanted

@@ -1,8 +1,9 @@
-"""Errors the data plane raises; the HTTP layer turns each into `{"error": "..."}`."""
+"""Errors the data plane raises; the HTTP layer turns each into `{"error": "...", "code": ...}`."""
 
 
 class InferenceError(Exception):
     status_code = 400
+    code: str | None = None  # machine-readable, where callers need to tell errors apart
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -23,7 +24,30 @@ class BadRequest(InferenceError):
 
 class PayloadTooLarge(InferenceError):
     status_code = 413
+    code = "image_too_large"
 
 
 class UnsupportedMediaType(InferenceError):
     status_code = 415
+
+
+class ServerBusy(InferenceError):
+    status_code = 503
+    code = "queue_full"
+
+
+class RequestTimeout(InferenceError):
+    status_code = 504
+    code = "timeout"
+
+
+_IMAGE_ERROR_STATUS = {"unsupported_media_type": 415, "image_too_large": 413}
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status an error is answered with (image errors carry only a code)."""
+    from inference.preprocessing import ImageError  # preprocessing is shared with training; keep HTTP out of it
+
+    if isinstance(exc, ImageError):
+        return _IMAGE_ERROR_STATUS.get(exc.code, 400)
+    return getattr(exc, "status_code", 500)

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from inference.card import ONNX_FILE, ModelCard, file_sha256
+from inference.codec import DATATYPES
+from inference.errors import BadRequest
 from inference.preprocessing import preprocess_bytes
 from inference.settings import Settings
 
-# v2 protocol datatype <-> numpy dtype
-DATATYPES = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
+log = logging.getLogger(__name__)
+
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
 _ONNX_TYPES = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",
@@ -70,13 +68,29 @@ class OnnxModel:
             raise ModelLoadError(f"card says {card.name}/{card.version} but it lies in {self.name}/{self.version}")
         if file_sha256(onnx_path) != card.onnx_sha256:
             raise ModelLoadError(f"{onnx_path} does not match the sha256 in its model card")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads
-        options.inter_op_num_threads = self.settings.inter_op_threads
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(onnx_path), self._session_options(), providers=self._providers())
         self.card = card
         self._warm_up()
         self.ready = True
+
+    def unload(self) -> None:
+        # the session itself goes with the last reference, after calls still running on it
+        self.ready = False
+
+    def _session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.inter_op_num_threads = self.settings.inter_op_threads
+        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.settings.graph_optimization_level]
+        return options
+
+    def _providers(self) -> list[str]:
+        """The configured execution providers this onnxruntime build has, CPU as the fallback."""
+        available = ort.get_available_providers()
+        skipped = [name for name in self.settings.execution_providers if name not in available]
+        if skipped:
+            log.warning("execution providers %s are not available here (only %s)", skipped, available)
+        return [name for name in self.settings.execution_providers if name in available] or ["CPUExecutionProvider"]
 
     def _warm_up(self) -> None:
         feeds = {}
@@ -93,15 +107,33 @@ class OnnxModel:
 
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [node.name for node in self.session.get_outputs()]
-        values = self.session.run(names, inputs)
+        try:
+            values = self.session.run(names, inputs)
+        except InvalidArgument as exc:  # onnxruntime's word for inputs the graph cannot take
+            raise BadRequest(f"the model cannot run on these inputs: {exc}") from exc
         return dict(zip(names, values))
 
-    def classify_images(self, images: list[bytes]) -> list[dict[str, float]]:
-        """Raw image files -> class probabilities, preprocessed as the card says."""
-        card = self.card
-        batch = np.stack([preprocess_bytes(data, card.preprocessing, self.settings.max_image_pixels) for data in images])
-        probabilities = self.predict({card.inputs[0].name: batch}, [card.outputs[0].name])[card.outputs[0].name]
-        return [dict(zip(card.labels, map(float, row))) for row in probabilities]
+    @property
+    def batchable(self) -> bool:
+        """Requests can be merged when every tensor has a free batch dimension."""
+        return all(spec["shape"][:1] == [-1] for spec in self.input_specs() + self.output_specs())
+
+    @property
+    def image_input(self) -> str:
+        """The input an image file is preprocessed into (the card's first input)."""
+        return self.card.inputs[0].name
+
+    @property
+    def probabilities_output(self) -> str:
+        return self.card.outputs[0].name
+
+    def preprocess_images(self, images: list[bytes]) -> np.ndarray:
+        """Raw image files -> one input batch, preprocessed as the card says."""
+        spec, max_pixels = self.card.preprocessing, self.settings.max_image_pixels
+        return np.stack([preprocess_bytes(data, spec, max_pixels) for data in images])
+
+    def label_probabilities(self, row: np.ndarray) -> dict[str, float]:
+        return dict(zip(self.card.labels, map(float, row)))
 
     def decide(self, probabilities: dict[str, float]) -> str:
         """The label: a threshold on the positive class when the card sets one, else arg-max."""

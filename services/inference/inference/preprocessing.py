@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.card import Preprocessing
 
-SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
+SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "DICOM": "application/dicom"}
 DEFAULT_MAX_PIXELS = 40_000_000
 
 _RESAMPLING = {
@@ -39,15 +39,20 @@ def sniff_media_type(data: bytes) -> str | None:
         return "image/jpeg"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
+    if data[128:132] == b"DICM":  # a DICOM file: 128-byte preamble, then the magic
+        return "application/dicom"
     return None
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode JPEG or PNG bytes fully, refusing anything else or anything too large."""
+    """Decode JPEG, PNG or DICOM bytes fully, refusing anything else or anything too large."""
     if not data:
         raise ImageError("empty_file", "the file is empty")
-    if sniff_media_type(data) is None:
-        raise ImageError("unsupported_media_type", "the file is not a JPEG or PNG image")
+    media_type = sniff_media_type(data)
+    if media_type is None:
+        raise ImageError("unsupported_media_type", "the file is not a JPEG, PNG or DICOM image")
+    if media_type == "application/dicom":
+        return decode_dicom(data, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
@@ -63,6 +68,62 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
     return image
+
+
+def decode_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The first frame as an 8-bit image, shown as a radiologist's viewer would show it."""
+    dataset = _read_dicom(data)
+    width, height = int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0))
+    if width * height > max_pixels:
+        raise ImageError("image_too_large", f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
+    try:
+        pixels = dataset.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for pixel data it cannot decode
+        raise ImageError("corrupt_image", f"the DICOM pixel data cannot be decoded: {exc}") from exc
+    if int(dataset.get("NumberOfFrames") or 1) > 1:
+        pixels = pixels[0]
+    if dataset.get("SamplesPerPixel", 1) != 1:  # colour DICOM (rare for X-rays) holds display values
+        return Image.fromarray(pixels.astype(np.uint8))
+    return Image.fromarray(_display_grey(dataset, pixels))
+
+
+def _read_dicom(data: bytes):
+    import pydicom  # imported here, not at the top: training imports this module and never reads DICOM
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise ImageError("corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
+    if "PixelData" not in dataset:
+        raise ImageError("dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
+    return dataset
+
+
+def _display_grey(dataset, pixels: np.ndarray) -> np.ndarray:
+    """Stored values -> Modality LUT (rescale slope/intercept) -> VOI window -> 0..255.
+
+    The window is WindowCenter/WindowWidth when the file gives one, else the frame's own
+    min..max; MONOCHROME1 images are inverted (there, low values are bright).
+    """
+    slope, intercept = float(dataset.get("RescaleSlope") or 1), float(dataset.get("RescaleIntercept") or 0)
+    values = pixels.astype(np.float64) * slope + intercept
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is not None and width is not None:
+        center, width = _first_value(center), _first_value(width)
+        low, high = center - width / 2, center + width / 2
+    else:
+        low, high = float(values.min()), float(values.max())
+    grey = np.clip((values - low) / max(high - low, 1e-9), 0.0, 1.0) * 255.0
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        grey = 255.0 - grey
+    return np.round(grey).astype(np.uint8)
+
+
+def _first_value(value) -> float:
+    """A DICOM attribute may hold several values (several windows); the first is the default."""
+    from pydicom.multival import MultiValue
+
+    return float(value[0] if isinstance(value, MultiValue) else value)
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

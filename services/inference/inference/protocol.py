@@ -37,7 +37,7 @@ class RequestInput(_Strict):
     shape: list[int]
     datatype: str
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: list[Any] | None = None  # absent when the tensor travels as binary data
 
 
 class RequestOutput(_Strict):
@@ -50,22 +50,6 @@ class InferenceRequest(_Strict):
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-
-
-class InferenceResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    model_name: str
-    model_version: str
-    id: str | None = None
-    outputs: list[ResponseOutput]
 
 
 class ImageClassification(BaseModel):

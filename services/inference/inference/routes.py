@@ -1,18 +1,19 @@
-"""Thin routes: KServe v2 REST plus the image call; all logic lives in the data plane."""
+"""Thin routes: KServe v2 REST plus the image call; all logic lives in the data plane and codec."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from inference import metrics
+from inference import codec, metrics
 from inference.dataplane import DataPlane
-from inference.errors import PayloadTooLarge
-from inference.protocol import ImageClassification, InferenceRequest, InferenceResponse, MetadataModelResponse, MetadataServerResponse
+from inference.errors import PayloadTooLarge, status_of
+from inference.protocol import ImageClassification, MetadataModelResponse, MetadataServerResponse
 
 
 def get_dataplane(request: Request) -> DataPlane:
@@ -22,7 +23,7 @@ def get_dataplane(request: Request) -> DataPlane:
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 
 
-async def read_image_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -35,7 +36,7 @@ async def read_image_body(request: Request) -> bytes:
     return bytes(body)
 
 
-ImageBody = Annotated[bytes, Depends(read_image_body)]
+Body = Annotated[bytes, Depends(read_body)]
 
 
 router = APIRouter(prefix="/v2")
@@ -59,34 +60,59 @@ def ready(dataplane: DataPlaneDep):
 
 
 @router.get("/models/{name}", response_model=MetadataModelResponse)
-
 @router.get("/models/{name}/versions/{version}", response_model=MetadataModelResponse)
 def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
     return dataplane.model_metadata(name, version)
 
 
 @router.get("/models/{name}/ready")
-
 @router.get("/models/{name}/versions/{version}/ready")
 def model_ready(dataplane: DataPlaneDep, name: str, version: str | None = None):
     return {"name": name, "ready": dataplane.model_ready(name, version)}
 
 
-@router.post("/models/{name}/infer", response_model=InferenceResponse)
-
-@router.post("/models/{name}/versions/{version}/infer", response_model=InferenceResponse)
-async def infer(dataplane: DataPlaneDep, request: InferenceRequest, name: str, version: str | None = None):
-    with _measured(name, "infer"):
-        return await run_in_threadpool(dataplane.infer, name, version, request)
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str, version: str | None = None):
+    """JSON tensors, or a JSON header plus binary tensors (binary tensor data extension)."""
+    with _Measured("infer", name, version) as measured:
+        header_length = request.headers.get(codec.HEADER_LENGTH)
+        infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
+        result = measured.result = await dataplane.infer(name, version, infer_request)
+        content, header_length = codec.encode_response(result, infer_request)
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(
+        content, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(header_length)}
+    )
 
 
 @router.post("/models/{name}/classify", response_model=ImageClassification)
-
 @router.post("/models/{name}/versions/{version}/classify", response_model=ImageClassification)
-async def classify(dataplane: DataPlaneDep, image: ImageBody, name: str, version: str | None = None):
-    """The raw bytes of one JPEG or PNG file, preprocessed as the model card says."""
-    with _measured(name, "classify"):
-        return await run_in_threadpool(dataplane.classify_image, name, version, image)
+async def classify(dataplane: DataPlaneDep, image: Body, name: str, version: str | None = None):
+    """The raw bytes of one JPEG, PNG or DICOM file, preprocessed as the model card says."""
+    with _Measured("classify", name, version) as measured:
+        measured.result = await dataplane.classify_image(name, version, image)
+        return measured.result
+
+
+@router.post("/repository/index")
+async def repository_index(dataplane: DataPlaneDep):
+    """Every model version found, READY or UNAVAILABLE with the reason (re-reads the repository)."""
+    return [asdict(entry) for entry in await dataplane.repository_index()]
+
+
+@router.post("/repository/models/{name}/load")
+async def load_model(dataplane: DataPlaneDep, name: str):
+    await dataplane.load_model(name)
+    return {}
+
+
+@router.post("/repository/models/{name}/unload")
+async def unload_model(dataplane: DataPlaneDep, name: str):
+    await dataplane.unload_model(name)
+    return {}
+
 
 @ops_router.get("/metrics", include_in_schema=False)
 def prometheus_metrics():
@@ -94,17 +120,20 @@ def prometheus_metrics():
     return Response(body, media_type=content_type)
 
 
-class _measured:
-    """Count and time one call, labelled by its outcome."""
+class _Measured:
+    """Count and time one inference call by model version and outcome (ok or the HTTP status)."""
 
-    def __init__(self, model: str, endpoint: str):
-        self.model, self.endpoint = model, endpoint
+    def __init__(self, endpoint: str, name: str, version: str | None):
+        self.endpoint, self.name, self.version = endpoint, name, version or ""
+        self.result = None  # set by the caller; its model_version names the version that answered
 
     def __enter__(self):
         self.started = time.perf_counter()
+        return self
 
     def __exit__(self, exc_type, exc, tb):
-        outcome = "ok" if exc_type is None else getattr(exc, "status_code", None) or exc_type.__name__
-        metrics.REQUESTS.labels(self.model, self.endpoint, str(outcome)).inc()
-        metrics.LATENCY.labels(self.model, self.endpoint).observe(time.perf_counter() - self.started)
+        outcome = "ok" if exc is None else str(status_of(exc))
+        version = self.result.model_version if self.result is not None else self.version
+        metrics.REQUESTS.labels(self.name, version, self.endpoint, outcome).inc()
+        metrics.LATENCY.labels(self.name, version, self.endpoint).observe(time.perf_counter() - self.started)
         return False

@@ -1,5 +1,7 @@
 from pathlib import Path
+from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -10,8 +12,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFERENCE_", protected_namespaces=())
 
-    model_repository: Path = REPO_ROOT / "models"
+    # A local folder, or `s3://bucket/prefix` (credentials from the standard AWS_* variables)
+    model_repository: str = str(REPO_ROOT / "models")
+    s3_endpoint_url: str | None = None
+    model_cache_dir: Path = Path("/tmp/cxr-inference-models")  # where an S3 repository is copied to
+    repository_poll_seconds: float = 0.0  # 0: versions change only through the repository admin calls
+
+    # onnxruntime
     intra_op_threads: int = 0  # 0 lets onnxruntime choose
     inter_op_threads: int = 0
+    # a JSON list in the environment; providers this onnxruntime build lacks are skipped
+    execution_providers: list[str] = ["CPUExecutionProvider"]
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+
+    # limits
     max_body_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    request_timeout_seconds: float = 30.0
+    max_queued_requests: int = 64  # requests being answered at once; more get 503
+
+    # dynamic batching, unless a model card's `batching` says otherwise. With no queue delay a
+    # batch is whatever queued while the previous one ran: no added latency at low load.
+    batching: bool = True
+    max_batch_size: int = 32
+    max_queue_delay_us: int = 0
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _path_as_text(cls, value):
+        return str(value)

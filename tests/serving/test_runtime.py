@@ -1,0 +1,36 @@
+"""onnxruntime settings: execution providers, graph optimisation, threads."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from inference.model import OnnxModel
+from inference.settings import Settings
+
+COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "1"
+
+
+def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
+    monkeypatch.setenv("INFERENCE_EXECUTION_PROVIDERS", '["CUDAExecutionProvider", "CPUExecutionProvider"]')
+    monkeypatch.setenv("INFERENCE_GRAPH_OPTIMIZATION_LEVEL", "disable")
+    monkeypatch.setenv("INFERENCE_INTRA_OP_THREADS", "1")
+    settings = Settings()
+    assert settings.execution_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    model = OnnxModel(COMMITTED_MODEL, settings)
+    model.load()
+    expected = [name for name in settings.execution_providers if name in ort.get_available_providers()]
+    assert model.session.get_providers() == expected
+    options = model.session.get_session_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert options.intra_op_num_threads == 1
+
+
+def test_optimisation_levels_do_not_change_results(data_dir):
+    batch = np.load(data_dir / "pneumoniamnist" / "pneumoniamnist_28.npz")["test_images"][:32, ..., None].astype(np.float32)
+    results = []
+    for level in ("disable", "all"):
+        model = OnnxModel(COMMITTED_MODEL, Settings(graph_optimization_level=level))
+        model.load()
+        results.append(model.predict({"image": batch})["probabilities"])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
