@@ -37,3 +37,34 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def data_file(data_dir: Path) -> Path:
     return data_dir / DATA_FILE
+
+
+@pytest.fixture(scope="session")
+def samples_dir(data_dir: Path) -> Path:
+    """55 Kermany JPEGs: samples/normal/*.jpg and samples/pneumonia/personN_{bacteria,virus}_M.jpg."""
+    folder = data_dir / "samples"
+    if not (folder / "normal").is_dir() or not (folder / "pneumonia").is_dir():
+        pytest.skip(f"sample X-rays not found under {folder}")
+    return folder
+
+
+@pytest.fixture()
+def quick_config(samples_dir: Path, tmp_path: Path):
+    """A factory of 1-epoch configs on the sample X-rays (normal/ vs pneumonia/ folders)."""
+    from trainer.config import TrainConfig
+
+    def make(**overrides) -> TrainConfig:
+        settings = {
+            "data_format": "folder",
+            "data_dir": samples_dir,
+            "output_dir": tmp_path / "model" / "1",
+            "runs_dir": tmp_path / "runs",
+            "epochs": 1,
+            "batch_size": 16,
+            "filters": (4, 8),
+            "embedding_baselines": False,
+            "verbose": 0,
+        }
+        return TrainConfig(**(settings | overrides))
+
+    return make

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from trainer.config import DATA_DIR_ENV, REPO_ROOT, TrainConfig, parse_config
 
 
@@ -50,3 +51,37 @@ def test_card_hyperparameters_leave_out_machine_paths():
     assert hyperparameters["seed"] == 42
     assert not any(isinstance(value, Path) for value in hyperparameters.values())
     assert all(isinstance(value, str) for key, value in TrainConfig().to_json_dict().items() if key.endswith("_dir"))
+
+
+def test_every_field_has_a_flag_and_lists_and_booleans_parse(tmp_path):
+    from trainer.config import TrainConfig
+
+    config = parse_config(
+        ["--classes", "normal,bacteria,virus", "--split-ratios", "0.7,0.2,0.1", "--oversample", "true",
+         "--labels-csv", str(tmp_path / "labels.csv"), "--architecture", "stn"]
+    )  # fmt: skip
+    assert config.classes == ("normal", "bacteria", "virus")
+    assert config.split_ratios == (0.7, 0.2, 0.1)
+    assert config.oversample is True and config.labels_csv == tmp_path / "labels.csv"
+    assert TrainConfig.from_json_dict(config.to_json_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"architecture": "resnet50"}, "unknown architecture 'resnet50'"),
+        ({"flip": "diagonal"}, "unknown flip"),
+        ({"architecture": "resnet101v2", "image_size": 28}, "needs image_size >= 32"),
+        ({"split_ratios": (0.7, 0.3)}, "three positive train,val,test fractions"),
+        ({"data_format": "csv"}, "needs --labels-csv"),
+        ({"pretrained_weights": Path("/nonexistent/weights.h5")}, "pretrained weights file not found"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_by_name(overrides, message):
+    from dataclasses import replace
+
+    from trainer.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(replace(TrainConfig(), **overrides))
+    validate(TrainConfig())

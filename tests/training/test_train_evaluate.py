@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from trainer.evaluate import binary_metrics, choose_threshold, predict_positive
 
 
@@ -83,3 +84,48 @@ def test_full_sensitivity_floor_keeps_every_positive():
 def test_sensitivity_floor_outside_0_1_is_rejected():
     with pytest.raises(ValueError):
         choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), min_sensitivity=1.5)
+
+
+def test_ece_of_a_hand_made_reliability_table():
+    from trainer.evaluate import expected_calibration_error, reliability_bins
+
+    # four images at confidence 0.9 (3 right) and four at 0.6 (2 right)
+    probabilities = np.array([[0.1, 0.9]] * 4 + [[0.6, 0.4]] * 4)
+    labels = np.array([1, 1, 1, 0, 0, 0, 1, 1])
+    bins = [row for row in reliability_bins(labels, probabilities, bins=10) if row["count"]]
+    assert [(row["count"], row["accuracy"]) for row in bins] == [(4, 0.5), (4, 0.75)]
+    assert [row["confidence"] for row in bins] == pytest.approx([0.6, 0.9])
+    assert expected_calibration_error(labels, probabilities, bins=10) == pytest.approx((4 * 0.1 + 4 * 0.15) / 8)
+
+
+def test_perfectly_confident_and_right_is_perfectly_calibrated():
+    from trainer.evaluate import expected_calibration_error
+
+    assert expected_calibration_error(np.array([0, 1, 2]), np.eye(3)) == 0.0
+
+
+def test_multiclass_evaluation_uses_argmax_and_skips_absent_classes_in_auc():
+    from trainer.evaluate import evaluate_predictions
+
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.5, 0.4, 0.1]])
+    labels = np.array([0, 1, 0, 1])  # class 2 absent from this split
+    result = evaluate_predictions(labels, probabilities, ("normal", "bacteria", "virus"), threshold=None)
+    assert result["confusion_matrix"] == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+    assert result["metrics"]["accuracy"] == 0.5
+    assert result["metrics"]["roc_auc"] == pytest.approx(np.mean([0.75, 0.75]))
+    assert result["per_class"]["virus"]["support"] == 0
+    assert "roc_curve" not in result
+
+
+def test_operating_point_reports_the_specificity_a_higher_sensitivity_costs():
+    from trainer.evaluate import operating_point
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [200, 300])
+    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
+    shipped = choose_threshold(labels, scores, 0.90)
+    point = operating_point(labels, scores, labels, scores, 0.97, shipped)
+    assert point["test_sensitivity"] >= 0.97 and point["threshold"] < shipped
+    shipped_specificity = binary_metrics(labels, scores, shipped)["specificity"]
+    assert point["specificity_cost"] == pytest.approx(shipped_specificity - point["test_specificity"])
+    assert point["specificity_cost"] > 0

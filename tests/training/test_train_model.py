@@ -58,3 +58,21 @@ def test_best_epoch_follows_the_monitor_direction():
     history = {"val_auc": [0.90, 0.95, 0.95, 0.93], "val_loss": [0.5, 0.3, 0.2, 0.4]}
     assert best_epoch(history, "val_auc") == 2  # first of the tied maxima, like EarlyStopping
     assert best_epoch(history, "val_loss") == 3
+
+
+def test_configured_augmentations_join_the_model_and_stay_off_at_inference():
+    config = TrainConfig(filters=(4,), shear=0.1, flip="horizontal", brightness=0.2)
+    augmentation = build_model(config).get_layer("augmentation")
+    kinds = [type(layer).__name__ for layer in augmentation.layers]
+    assert kinds == [
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+        "RandomShear",
+        "RandomFlip",
+        "RandomBrightness",
+    ]
+    images = raw_pixels(4) / 255.0
+    np.testing.assert_array_equal(np.asarray(augmentation(images, training=False)), images)
+    assert not np.allclose(np.asarray(augmentation(images, training=True)), images)
+    assert [type(layer).__name__ for layer in build_model(TINY).get_layer("augmentation").layers] == kinds[:3]

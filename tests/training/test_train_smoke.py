@@ -71,7 +71,7 @@ def test_failed_parity_exits_non_zero_and_writes_no_model(data_dir, tmp_path, ca
     output_dir = tmp_path / "model" / "1"
     argv = [
         "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--runs-dir", str(tmp_path / "runs"),
-        "--epochs", "1", "--max-train-samples", "64", "--filters", "4",
+        "--epochs", "1", "--max-train-samples", "64", "--filters", "4", "--embedding-baselines", "false",
         "--parity-max-abs-diff", "-1",  # no model can meet this
     ]  # fmt: skip
     assert main(argv) == 1
@@ -79,8 +79,8 @@ def test_failed_parity_exits_non_zero_and_writes_no_model(data_dir, tmp_path, ca
     assert not output_dir.exists()
 
 
-def test_missing_data_exits_non_zero(tmp_path, caplog):
+def test_missing_data_exits_non_zero(tmp_path, capsys):
     argv = ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
     assert main(argv) == 1
-    assert "CXR_DATA_DIR" in caplog.text
+    assert "CXR_DATA_DIR" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -12,6 +14,15 @@ DATA_DIR_ENV = "CXR_DATA_DIR"
 DATA_FILE = "pneumoniamnist/pneumoniamnist_28.npz"
 MODEL_NAME = "pneumonia-xray"
 MODEL_VERSION = "1"
+
+ARCHITECTURES = ("compact", "cnn1", "cnn2", "vgg", "cnn6", "stn", "resnet101v2")
+DATA_FORMATS = ("medmnist", "folder", "csv")
+LABEL_SOURCES = ("folder", "filename")
+RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; raised before any data is read or any model is built."""
 
 
 def default_data_dir() -> Path:
@@ -32,18 +43,44 @@ class TrainConfig:
     output_dir: Path = field(default_factory=default_output_dir)
     runs_dir: Path = field(default_factory=default_runs_dir)
 
+    # Data. medmnist: data_dir holds pneumoniamnist/pneumoniamnist_28.npz with its official
+    # splits. folder: data_dir holds one folder per class (or, with label_source=filename,
+    # the class name is a word of the file name, e.g. person1_virus_2.jpg). csv: labels_csv
+    # maps file names (relative to data_dir) to labels. JPEG, PNG and DICOM files are read.
+    data_format: str = "medmnist"
+    labels_csv: Path | None = None
+    label_source: str = "folder"
+    # Class order (the second is the positive class of a binary model); from the data if empty.
+    classes: tuple[str, ...] = ()
+    # train/val/test fractions for folder and csv data, split by patient when names carry one.
+    split_ratios: tuple[float, ...] = (0.6, 0.2, 0.2)
+
     seed: int = 42
     image_size: int = 28
+    channels: int = 1
+    resize_method: str = "bicubic"
     max_train_samples: int | None = None
 
-    # Model: Conv-BN-ReLU x2 + max-pool per entry of `filters`, then global average pooling.
+    architecture: str = "compact"
+    # compact / vgg: conv widths per block; cnn1, cnn2, cnn6 and stn use the first ones.
     filters: tuple[int, ...] = (32, 64, 128)
     dropout: float = 0.3
-    # Augmentation (training only): rotation as a fraction of a full turn, zoom and
-    # translation as fractions of the image side.
+    # resnet101v2 only: ImageNet weights from a local .h5 file (random init when None), the
+    # epochs of the second, fine-tuning phase (all layers trainable) and its learning-rate factor.
+    pretrained_weights: Path | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_lr_factor: float = 0.1
+
+    # Augmentation (training only): rotation as a fraction of a full turn, zoom, translation and
+    # shear as fractions of the image side, brightness as a fraction of the value range.
     rotation: float = 0.03
     zoom: float = 0.1
     translation: float = 0.1
+    shear: float = 0.0
+    flip: str = "none"
+    brightness: float = 0.0
+    # Imbalance: repeat the smaller classes (differently augmented each time) instead of class weights.
+    oversample: bool = False
 
     epochs: int = 40
     batch_size: int = 64
@@ -54,9 +91,14 @@ class TrainConfig:
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
+    verbose: int = 2
 
     # Decision threshold: highest Youden's J on val among thresholds keeping this val sensitivity.
     min_sensitivity: float = 0.95
+    # The report also shows the operating point chosen on val for this sensitivity and its cost.
+    target_sensitivity: float = 0.97
+    # Embedding baselines (SVM, random forest) and the t-SNE plot in the report.
+    embedding_baselines: bool = True
 
     opset: int = 17
     parity_max_abs_diff: float = 1e-4
@@ -66,45 +108,103 @@ class TrainConfig:
         return self.data_dir / DATA_FILE
 
     def to_json_dict(self) -> dict:
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @classmethod
+    def from_json_dict(cls, values: dict) -> TrainConfig:
+        """The inverse of to_json_dict (a run's config.json back into a config)."""
+        known = {item.name for item in fields(cls)}
+        return replace(cls(), **{key: _from_json(key, value) for key, value in values.items() if key in known})
 
     def hyperparameters(self) -> dict:
         """The settings that shape the model, as JSON values, without machine-specific paths (for the card)."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in asdict(self).items()
-            if not isinstance(value, Path)
-        }
+        return {key: value for key, value in self.to_json_dict().items() if not _is_path_field(key)}
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
+def _field_types() -> dict[str, object]:
+    return typing.get_type_hints(TrainConfig)
 
 
-_SPECIAL_FLAGS = {"data_dir", "output_dir", "runs_dir", "filters"}
+def _is_path_field(name: str) -> bool:
+    return Path in (_field_types()[name], *typing.get_args(_field_types()[name]))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer.train",
-        allow_abbrev=False,
-        description="Train the pneumonia-xray CNN on PneumoniaMNIST and write model.onnx + model.json.",
-    )
+def _from_json(name: str, value):
+    if value is None:
+        return None
+    if _is_path_field(name):
+        return Path(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def validate(config: TrainConfig) -> None:
+    """Refuse settings that cannot work, with one line naming the problem."""
+    choices = {
+        "architecture": ARCHITECTURES,
+        "data_format": DATA_FORMATS,
+        "label_source": LABEL_SOURCES,
+        "resize_method": RESIZE_METHODS,
+        "flip": ("none", "horizontal", "vertical", "horizontal_and_vertical"),
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ConfigError(f"unknown {name} {getattr(config, name)!r}; choose one of {', '.join(allowed)}")
+    if config.channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, not {config.channels}")
+    if config.data_format == "csv" and config.labels_csv is None:
+        raise ConfigError("data_format csv needs --labels-csv")
+    if len(config.split_ratios) != 3 or min(config.split_ratios) <= 0:
+        raise ConfigError(f"split_ratios must be three positive train,val,test fractions, not {config.split_ratios}")
+    if config.architecture == "resnet101v2" and config.image_size < 32:
+        raise ConfigError(f"resnet101v2 needs image_size >= 32, not {config.image_size}")
+    if config.pretrained_weights is not None and not config.pretrained_weights.is_file():
+        raise ConfigError(f"pretrained weights file not found: {config.pretrained_weights}")
+
+
+def _csv_of(kind):
+    return lambda text: tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+
+
+def _flag_type(name: str):
+    hint = _field_types()[name]
+    if _is_path_field(name):
+        return Path
+    if hint == tuple[int, ...]:
+        return _csv_of(int)
+    if hint == tuple[float, ...]:
+        return _csv_of(float)
+    if hint == tuple[str, ...]:
+        return _csv_of(str)
+    if hint is bool:
+        return lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+    if hint == int | None:
+        return int
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per config field; a flag left out keeps the dataclass default."""
     defaults = TrainConfig()
-    parser.add_argument("--data-dir", type=Path, help=f"folder holding {DATA_FILE} (env {DATA_DIR_ENV})")
-    parser.add_argument("--output-dir", type=Path, help=f"model version folder (default {default_output_dir()})")
-    parser.add_argument("--runs-dir", type=Path, help=f"where run folders go (default {default_runs_dir()})")
-    parser.add_argument("--filters", type=_int_tuple, help="comma-separated conv widths, e.g. 32,64,128")
     for item in fields(TrainConfig):
-        if item.name in _SPECIAL_FLAGS:
-            continue
-        value = getattr(defaults, item.name)
-        kind = int if item.name == "max_train_samples" else type(value)
-        parser.add_argument("--" + item.name.replace("_", "-"), type=kind, help=f"default {value}")
+        default = getattr(defaults, item.name)
+        parser.add_argument("--" + item.name.replace("_", "-"), type=_flag_type(item.name), help=f"default {default}")
+
+
+def build_parser(prog: str = "python -m trainer train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Train a chest X-ray classifier, evaluate it and write model.onnx + model.json.",
+    )
+    add_config_flags(parser)
     return parser
 
 
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    arguments = vars(build_parser().parse_args(argv))
-    overrides = {name: value for name, value in arguments.items() if value is not None}
+def config_from_arguments(arguments: dict) -> TrainConfig:
+    known = {item.name for item in fields(TrainConfig)}
+    overrides = {name: value for name, value in arguments.items() if name in known and value is not None}
     return replace(TrainConfig(), **overrides)
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    return config_from_arguments(vars(build_parser().parse_args(argv)))

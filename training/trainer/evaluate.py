@@ -1,9 +1,18 @@
-"""Binary metrics and the decision threshold (numpy / scikit-learn, no TensorFlow)."""
+"""Metrics, calibration and the decision threshold (numpy / scikit-learn, no TensorFlow)."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 THRESHOLD_RULE = (
     "p(pneumonia) >= threshold means pneumonia. The threshold maximises Youden's J "
@@ -32,6 +41,13 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, min_sensitivity: fl
     # argmax takes the first maximum: among ties, the highest (most specific) threshold.
     best = int(np.argmax(np.where(eligible, youden, -np.inf)))
     return _midpoint_below(thresholds, best)
+
+
+def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float) -> float:
+    """The highest (most specific) threshold whose sensitivity reaches the target."""
+    _, true_positive_rate, thresholds = (values[1:] for values in roc_curve(labels, scores, drop_intermediate=False))
+    # the rate only grows as the threshold falls; the lowest threshold has sensitivity 1
+    return _midpoint_below(thresholds, int(np.argmax(true_positive_rate >= target_sensitivity)))
 
 
 def _midpoint_below(thresholds: np.ndarray, index: int) -> float:
@@ -63,3 +79,102 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
+
+
+# --- the full evaluation (report.json) ----------------------------------------------------
+
+
+def predicted_labels(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Binary models with a threshold: p(positive) >= threshold; otherwise the arg-max class."""
+    if threshold is None:
+        return np.argmax(probabilities, axis=1).astype(np.int32)
+    return predict_positive(probabilities[:, 1], threshold)
+
+
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> list[dict]:
+    """Top-label confidence vs accuracy in equal-width confidence bins (the reliability diagram)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": int(np.sum(index == b)),
+            "confidence": float(confidence[index == b].mean()) if np.any(index == b) else 0.0,
+            "accuracy": float(correct[index == b].mean()) if np.any(index == b) else 0.0,
+        }
+        for b in range(bins)
+    ]
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """Count-weighted mean |accuracy - confidence| over the reliability bins (top-label ECE)."""
+    table = reliability_bins(labels, probabilities, bins)
+    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table) / len(labels))
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Arg-max metrics; ROC AUC is the macro one-vs-rest mean over the classes present."""
+    predicted = predicted_labels(probabilities, None)
+    present = [label for label in range(probabilities.shape[1]) if 0 < np.sum(labels == label) < len(labels)]
+    aucs = [roc_auc_score(labels == label, probabilities[:, label]) for label in present]
+    metrics = {"accuracy": float(np.mean(predicted == labels))}
+    if aucs:  # not defined when the split holds a single class
+        metrics["roc_auc"] = float(np.mean(aucs))
+    return metrics | {
+        "macro_precision": float(precision_score(labels, predicted, average="macro", zero_division=0)),
+        "macro_recall": float(recall_score(labels, predicted, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "n": len(labels),
+    }
+
+
+def evaluate_predictions(
+    labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...], threshold: float | None
+) -> dict:
+    """Everything the report shows about one model on one split."""
+    labels = np.asarray(labels).reshape(-1)
+    predicted = predicted_labels(probabilities, threshold)
+    classes = list(range(len(class_names)))
+    if threshold is None:
+        metrics = multiclass_metrics(labels, probabilities)
+    else:
+        metrics = binary_metrics(labels, probabilities[:, 1], threshold)
+        metrics["pr_auc"] = float(average_precision_score(labels, probabilities[:, 1]))
+    metrics["ece"] = expected_calibration_error(labels, probabilities)
+    result = {
+        "metrics": metrics,
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "per_class": classification_report(
+            labels, predicted, labels=classes, target_names=list(class_names), output_dict=True, zero_division=0
+        ),
+        "reliability": reliability_bins(labels, probabilities),
+    }
+    if threshold is not None:
+        false_positive_rate, true_positive_rate, _ = roc_curve(labels, probabilities[:, 1])
+        result["roc_curve"] = {"fpr": false_positive_rate.tolist(), "tpr": true_positive_rate.tolist()}
+    return result
+
+
+def operating_point(
+    val_labels: np.ndarray,
+    val_scores: np.ndarray,
+    test_labels: np.ndarray,
+    test_scores: np.ndarray,
+    target_sensitivity: float,
+    shipped_threshold: float,
+) -> dict[str, float]:
+    """The threshold at which val reaches a target sensitivity, and the specificity it costs on
+    test against the shipped threshold."""
+    threshold = sensitivity_threshold(val_labels, val_scores, target_sensitivity)
+    at_target = binary_metrics(test_labels, test_scores, threshold)
+    shipped = binary_metrics(test_labels, test_scores, shipped_threshold)
+    return {
+        "target_sensitivity": target_sensitivity,
+        "threshold": threshold,
+        "test_sensitivity": at_target["sensitivity"],
+        "test_specificity": at_target["specificity"],
+        "specificity_cost": shipped["specificity"] - at_target["specificity"],
+    }

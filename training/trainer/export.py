@@ -14,8 +14,7 @@ import tensorflow as tf
 import tf2onnx
 from inference.card import CARD_FILE, ONNX_FILE, Decision, ModelCard, Preprocessing, TensorSpec
 
-from trainer.data import LABELS, POSITIVE_CLASS
-from trainer.evaluate import predict_positive
+from trainer.evaluate import predicted_labels
 from trainer.model import INPUT_NAME, OUTPUT_NAME
 
 BATCH_DIM = "batch"
@@ -51,9 +50,10 @@ def onnx_probabilities(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float32)})[0]
 
 
-def parity_report(keras_probabilities: np.ndarray, onnx_probabilities: np.ndarray, threshold: float) -> dict:
-    keras_labels = predict_positive(keras_probabilities[:, POSITIVE_CLASS], threshold)
-    onnx_labels = predict_positive(onnx_probabilities[:, POSITIVE_CLASS], threshold)
+def parity_report(keras_probabilities: np.ndarray, onnx_probabilities: np.ndarray, threshold: float | None) -> dict:
+    """Largest probability difference and decision agreement (threshold None: arg-max)."""
+    keras_labels = predicted_labels(keras_probabilities, threshold)
+    onnx_labels = predicted_labels(onnx_probabilities, threshold)
     return {
         "max_abs_diff": float(np.max(np.abs(keras_probabilities - onnx_probabilities))),
         "label_agreement": float(np.mean(keras_labels == onnx_labels)),
@@ -86,27 +86,31 @@ def build_card(
     name: str,
     version: str,
     preprocessing: Preprocessing,
-    threshold: float,
+    threshold: float | None,
     metrics: dict[str, dict[str, float]],
     training: dict,
     onnx_sha256: str,
     created_at: str,
+    class_names: tuple[str, ...] = ("normal", "pneumonia"),
 ) -> ModelCard:
+    """A binary model decides by `threshold` on the second class; a multi-class one by arg-max (threshold None)."""
     inputs, outputs = tensor_specs(model_proto)
+    architecture = training.get("architecture", "compact")
+    source = training.get("data", {}).get("source", "a chest X-ray image set")
     return ModelCard(
         name=name,
         version=version,
-        task="chest X-ray: normal vs pneumonia",
+        task="chest X-ray: " + " vs ".join(class_names),
         description=(
-            "Small CNN trained on PneumoniaMNIST (MedMNIST v2, 28x28 grey pediatric chest X-rays, "
-            "CC BY 4.0). Input: raw 0..255 grey pixels (the model rescales them itself); output: "
-            "[p(normal), p(pneumonia)]. A research and demo model, not a medical device."
+            f"{architecture} CNN trained on {source}. Input: raw 0..255 pixels (the model rescales "
+            f"them itself); output: [{', '.join(f'p({label})' for label in class_names)}]. "
+            "A research and demo model, not a medical device."
         ),
-        labels=list(LABELS),
+        labels=list(class_names),
         inputs=inputs,
         outputs=outputs,
         preprocessing=preprocessing,
-        decision=Decision(positive_class=LABELS[POSITIVE_CLASS], threshold=threshold),
+        decision=Decision(positive_class=class_names[1] if threshold is not None else None, threshold=threshold),
         metrics=metrics,
         training=training,
         onnx_sha256=onnx_sha256,

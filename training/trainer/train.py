@@ -1,9 +1,10 @@
-"""Train, evaluate, export and check the pneumonia-xray model: `python -m trainer.train --help`.
+"""Train, evaluate, export and check a chest X-ray model: `python -m trainer train --help`.
 
-A run writes its record (config.json, history.csv/json, train.log, best.keras, the
-candidate model.onnx) to `<runs-dir>/<UTC timestamp>/`, and only once the ONNX model
-reproduces the Keras model on the whole test split does it write model.onnx and
-model.json into `<output-dir>`.
+A run writes its record to `<runs-dir>/<UTC timestamp>/`: config.json, history.csv/json,
+train.log, best.keras (the checkpoint, = the trained model), evaluation.json, report/
+(JSON, Markdown, PNG plots) and the candidate model.onnx + model.json. Only once the ONNX
+model reproduces the Keras model on the whole test split are model.onnx and model.json
+written into `<output-dir>`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,21 @@ import tensorflow as tf
 import tf2onnx
 from inference.card import ModelCard, file_sha256
 
-from trainer.config import DATA_FILE, MODEL_NAME, MODEL_VERSION, TrainConfig, parse_config
+from trainer.config import MODEL_NAME, MODEL_VERSION, ConfigError, TrainConfig, parse_config, validate
 from trainer.data import (
-    LABELS,
-    POSITIVE_CLASS,
+    DataError,
     DataNotFoundError,
+    Dataset,
     Split,
     balanced_class_weights,
     class_counts,
-    load_splits,
+    config_spec,
+    load_dataset,
     make_dataset,
-    preprocessing_spec,
+    oversample,
     subsample,
 )
-from trainer.evaluate import THRESHOLD_RULE, binary_metrics, choose_threshold
+from trainer.evaluate import THRESHOLD_RULE, choose_threshold, evaluate_predictions, operating_point
 from trainer.export import (
     ParityError,
     build_card,
@@ -48,9 +50,13 @@ from trainer.export import (
     write_card,
     write_onnx,
 )
-from trainer.model import build_model, compile_model
+from trainer.model import BACKBONE_LAYER, build_model, compile_model, embedding_model
+from trainer.report import embedding_baselines, write_report
 
 log = logging.getLogger("trainer")
+CHECKPOINT = "best.keras"
+EVALUATION = "evaluation.json"
+RUN_ERRORS = (ConfigError, DataError, DataNotFoundError, ParityError)
 
 
 def make_deterministic(seed: int) -> None:
@@ -70,12 +76,16 @@ def create_run_dir(runs_dir: Path, started: datetime) -> Path:
     raise RuntimeError(f"cannot create a run folder under {runs_dir}")
 
 
-def setup_logging(run_dir: Path) -> None:
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    log.setLevel(logging.INFO)
+def close_logging() -> None:
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
+
+
+def setup_logging(run_dir: Path) -> None:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    close_logging()
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir / "train.log")):
         handler.setFormatter(formatter)
         log.addHandler(handler)
@@ -86,7 +96,7 @@ def write_json(path: Path, payload) -> None:
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One log line per epoch (console and train.log) instead of Keras' progress output."""
+    """One line per epoch in train.log (Keras prints its own progress to the console)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
@@ -109,7 +119,7 @@ def training_callbacks(config: TrainConfig, run_dir: Path) -> list[keras.callbac
             patience=config.early_stopping_patience,
             restore_best_weights=True,
         ),
-        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=config.monitor, mode=mode, save_best_only=True),
+        keras.callbacks.ModelCheckpoint(run_dir / CHECKPOINT, monitor=config.monitor, mode=mode, save_best_only=True),
         keras.callbacks.ReduceLROnPlateau(
             monitor=config.monitor,
             mode=mode,
@@ -117,13 +127,13 @@ def training_callbacks(config: TrainConfig, run_dir: Path) -> list[keras.callbac
             patience=config.reduce_lr_patience,
             min_lr=config.min_learning_rate,
         ),
-        keras.callbacks.CSVLogger(run_dir / "history.csv"),
+        keras.callbacks.CSVLogger(run_dir / "history.csv", append=True),
         EpochLog(),
     ]
 
 
 def _fmt(values: dict) -> str:
-    return " ".join(f"{key}={float(value):.4f}" for key, value in values.items())
+    return " ".join(f"{key}={float(value):.4f}" for key, value in values.items() if np.isscalar(value))
 
 
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
@@ -132,14 +142,8 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
     return int(np.argmin(values) if monitor_mode(monitor) == "min" else np.argmax(values)) + 1
 
 
-def positive_scores(model: keras.Model, split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All class probabilities, and p(pneumonia) alone."""
-    probabilities = model.predict(split.images, batch_size=batch_size, verbose=0)
-    return probabilities, probabilities[:, POSITIVE_CLASS]
-
-
-def by_label(values: dict[int, float]) -> dict[str, float]:
-    return {LABELS[label]: value for label, value in values.items()}
+def by_name(values: dict[int, float], class_names: tuple[str, ...]) -> dict[str, float]:
+    return {class_names[label]: value for label, value in values.items()}
 
 
 def library_versions() -> dict[str, str]:
@@ -154,110 +158,200 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def fit(model: keras.Model, train: Split, val: Split, config: TrainConfig, run_dir: Path) -> dict[str, list[float]]:
-    compile_model(model, config)
+# --- train ------------------------------------------------------------------------------
+
+
+def train_subset(dataset: Dataset, config: TrainConfig) -> Split:
+    """The train split, or its seeded subset for quick runs (--max-train-samples)."""
+    return subsample(dataset.splits["train"], config.max_train_samples, config.seed)
+
+
+def training_split(dataset: Dataset, config: TrainConfig) -> Split:
+    """What the model is fitted on: the train subset, oversampled when configured."""
+    train = train_subset(dataset, config)
+    return oversample(train, config.seed) if config.oversample else train
+
+
+def fit_phase(
+    model: keras.Model,
+    train: Split,
+    val: Split,
+    config: TrainConfig,
+    run_dir: Path,
+    epochs: int,
+    learning_rate: float,
+) -> dict:
+    compile_model(model, config, learning_rate)
+    num_classes = model.output_shape[-1]
     history = model.fit(
         make_dataset(train, config.batch_size, shuffle_seed=config.seed),
         validation_data=make_dataset(val, config.batch_size),
-        epochs=config.epochs,
-        class_weight=balanced_class_weights(train.labels),
+        epochs=epochs,
+        # oversampling already balances the classes
+        class_weight=None if config.oversample else balanced_class_weights(train.labels, num_classes),
         callbacks=training_callbacks(config, run_dir),
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a Dataset
-        verbose=0,
+        verbose=config.verbose,
     ).history
-    history = {key: [float(value) for value in values] for key, values in history.items()}
+    return {key: [float(value) for value in values] for key, values in history.items()}
+
+
+def fit(model: keras.Model, dataset: Dataset, config: TrainConfig, run_dir: Path) -> dict[str, list[float]]:
+    """Fit; for resnet101v2 with fine_tune_epochs, a second phase with the backbone unfrozen at a lower LR."""
+    train, val = training_split(dataset, config), dataset.splits["val"]
+    history = fit_phase(model, train, val, config, run_dir, config.epochs, config.learning_rate)
+    if config.architecture == "resnet101v2" and config.fine_tune_epochs:
+        log.info("fine-tuning the whole network for %d epochs", config.fine_tune_epochs)
+        model.get_layer(BACKBONE_LAYER).trainable = True
+        fine_tune_rate = config.learning_rate * config.fine_tune_lr_factor
+        second = fit_phase(model, train, val, config, run_dir, config.fine_tune_epochs, fine_tune_rate)
+        history = {key: history[key] + second.get(key, []) for key in history}
     write_json(run_dir / "history.json", history)
     return history
 
 
-def export_checked(
+# --- evaluate ---------------------------------------------------------------------------
+
+
+def probabilities_of(predict, dataset: Dataset) -> dict[str, np.ndarray]:
+    return {name: np.asarray(predict(dataset.splits[name].images)) for name in ("val", "test")}
+
+
+def evaluate(
+    probabilities: dict[str, np.ndarray], dataset: Dataset, config: TrainConfig, threshold: float | None = None
+) -> dict:
+    """Threshold (chosen on val unless given; None for multi-class), card metrics and the report.
+
+    The test split is only scored, after every choice has been made on val.
+    """
+    binary = len(dataset.class_names) == 2
+    labels = {name: dataset.splits[name].labels for name in ("val", "test")}
+    if binary and threshold is None:
+        threshold = choose_threshold(labels["val"], probabilities["val"][:, 1], config.min_sensitivity)
+    results = {
+        name: evaluate_predictions(labels[name], probabilities[name], dataset.class_names, threshold) for name in labels
+    }
+    report = {
+        "title": f"{config.architecture} on {dataset.source.get('file', config.data_format)}",
+        "threshold": threshold,
+    } | results
+    if binary:
+        report["operating_point"] = operating_point(
+            labels["val"],
+            probabilities["val"][:, 1],
+            labels["test"],
+            probabilities["test"][:, 1],
+            config.target_sensitivity,
+            threshold,
+        )
+    # The card keeps the established keys per split; calibration gets its own section.
+    card_metrics = {name: _without(results[name]["metrics"], "ece", "pr_auc") for name in labels}
+    card_metrics["calibration"] = {f"{name}_ece": results[name]["metrics"]["ece"] for name in labels}
+    return {"threshold": threshold, "metrics": card_metrics, "report": report}
+
+
+def _without(values: dict, *keys: str) -> dict:
+    return {key: value for key, value in values.items() if key not in keys}
+
+
+def evaluate_keras(
     model: keras.Model,
-    test: Split,
-    test_probabilities: np.ndarray,
-    threshold: float,
+    dataset: Dataset,
     config: TrainConfig,
     run_dir: Path,
+    report_dir: Path | None = None,
+    threshold: float | None = None,
+) -> dict:
+    """evaluate() on the Keras model, plus the embedding baselines and t-SNE; writes the report
+    (default <run_dir>/report) and <run_dir>/evaluation.json."""
+    probabilities = probabilities_of(
+        lambda images: model.predict(images, batch_size=config.batch_size, verbose=0), dataset
+    )
+    evaluation = evaluate(probabilities, dataset, config, threshold)
+    tsne = None
+    if config.embedding_baselines:
+        embed = embedding_model(model)
+        splits = dataset.splits | {"train": train_subset(dataset, config)}
+        embeddings = {
+            name: embed.predict(split.images, batch_size=config.batch_size, verbose=0) for name, split in splits.items()
+        }
+        labels = {name: split.labels for name, split in splits.items()}
+        evaluation["report"]["baselines"] = embedding_baselines(embeddings, labels, config, dataset.class_names)
+        tsne = (embeddings["train"], embeddings["test"], config.seed)
+    write_report(report_dir or run_dir / "report", evaluation["report"], dataset.class_names, tsne)
+    write_json(run_dir / EVALUATION, {key: evaluation[key] for key in ("threshold", "metrics")})
+    log.info(
+        "threshold %s; val %s; test %s",
+        evaluation["threshold"],
+        _fmt(evaluation["metrics"]["val"]),
+        _fmt(evaluation["metrics"]["test"]),
+    )
+    return evaluation
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def export_checked(
+    model: keras.Model, test: Split, threshold: float | None, config: TrainConfig, run_dir: Path
 ) -> tuple[onnx.ModelProto, dict]:
     """The ONNX model and its parity report; raises ParityError unless it reproduces Keras on the test split."""
     model_proto = to_onnx(model, config.opset)
     model_bytes = model_proto.SerializeToString()
     (run_dir / "model.onnx").write_bytes(model_bytes)  # kept for inspection even if the check fails
-    parity = parity_report(test_probabilities, onnx_probabilities(model_bytes, test.images), threshold)
+    keras_probabilities = model.predict(test.images, batch_size=config.batch_size, verbose=0)
+    parity = parity_report(keras_probabilities, onnx_probabilities(model_bytes, test.images), threshold)
     log.info("ONNX parity %s", parity)
     check_parity(parity, config.parity_max_abs_diff)
     return model_proto, parity
 
 
-def training_record(config: TrainConfig, splits: dict[str, Split], history: dict[str, list[float]]) -> dict:
+def training_record(config: TrainConfig, dataset: Dataset, history: dict[str, list[float]]) -> dict:
     """The card's `training` section, without timings."""
+    names = dataset.class_names
+    splits = dataset.splits | {"train": train_subset(dataset, config)}
+    class_weight = None if config.oversample else balanced_class_weights(splits["train"].labels, len(names))
+    binary = len(names) == 2
+    threshold_rule = THRESHOLD_RULE.format(min_sensitivity=config.min_sensitivity) if binary else "arg-max class"
+    data = dict(dataset.source)
+    if config.data_format == "medmnist":
+        data["sha256"] = file_sha256(config.data_file)
     return {
-        "data": {
-            "file": DATA_FILE,
-            "sha256": file_sha256(config.data_file),
-            "source": "PneumoniaMNIST, MedMNIST v2 (Yang et al. 2023), CC BY 4.0",
-        },
+        "data": data,
         "splits": {name: len(split) for name, split in splits.items()},
-        "class_counts": {name: by_label(class_counts(split.labels)) for name, split in splits.items()},
-        "class_weight": by_label(balanced_class_weights(splits["train"].labels)),
+        "class_counts": {
+            name: by_name(class_counts(split.labels, len(names)), names) for name, split in splits.items()
+        },
+        "imbalance": "oversampled with augmentation" if config.oversample else "class weights",
+        "class_weight": None if class_weight is None else by_name(class_weight, names),
+        "architecture": config.architecture,
         "epochs_run": len(history["loss"]),
         "best_epoch": best_epoch(history, config.monitor),
         "seed": config.seed,
         "config": config.hyperparameters(),
-        "threshold_rule": THRESHOLD_RULE.format(min_sensitivity=config.min_sensitivity),
+        "threshold_rule": threshold_rule,
         "val_metrics_note": "val chose the threshold and the best epoch, so its metrics are optimistic",
         "onnx_opset": config.opset,
         "versions": library_versions(),
     }
 
 
-def run(config: TrainConfig) -> ModelCard:
-    keras.backend.clear_session()
-    started = datetime.now(UTC)
-    clock = time.monotonic()
-    run_dir = create_run_dir(config.runs_dir, started)
-    setup_logging(run_dir)
-    write_json(run_dir / "config.json", config.to_json_dict())
-    log.info("run folder %s", run_dir)
-    make_deterministic(config.seed)
-
-    spec = preprocessing_spec(config.image_size)
-    splits = load_splits(config.data_file, spec)
-    splits["train"] = subsample(splits["train"], config.max_train_samples, config.seed)
-    train, val, test = splits["train"], splits["val"], splits["test"]
-    for name, split in splits.items():
-        log.info("%s: %d images %s", name, len(split), by_label(class_counts(split.labels)))
-
-    model = build_model(config)
-    model.summary(print_fn=lambda line, **_: log.info(line))
-    fit_clock = time.monotonic()
-    history = fit(model, train, val, config, run_dir)
-    fit_seconds = time.monotonic() - fit_clock
-    epochs_run, chosen_epoch = len(history["loss"]), best_epoch(history, config.monitor)
-    log.info("trained %d epochs in %.0f s; best epoch %d", epochs_run, fit_seconds, chosen_epoch)
-
-    _, val_scores = positive_scores(model, val, config.batch_size)
-    threshold = choose_threshold(val.labels, val_scores, config.min_sensitivity)
-    # The test split is used exactly once, here, after every choice has been made on val.
-    test_probabilities, test_scores = positive_scores(model, test, config.batch_size)
-    metrics = {
-        "test": binary_metrics(test.labels, test_scores, threshold),
-        "val": binary_metrics(val.labels, val_scores, threshold),
-    }
-    log.info("threshold %.4f; val %s; test %s", threshold, _fmt(metrics["val"]), _fmt(metrics["test"]))
-
-    model_proto, metrics["onnx_parity"] = export_checked(model, test, test_probabilities, threshold, config, run_dir)
+def export(
+    model: keras.Model, dataset: Dataset, evaluation: dict, training: dict, config: TrainConfig, run_dir: Path
+) -> ModelCard:
+    """Convert, check parity on test, then write model.onnx + model.json to the output and run folders."""
+    metrics = dict(evaluation["metrics"])
+    model_proto, metrics["onnx_parity"] = export_checked(
+        model, dataset.splits["test"], evaluation["threshold"], config, run_dir
+    )
     onnx_path = write_onnx(model_proto.SerializeToString(), config.output_dir)
-    training = training_record(config, splits, history) | {
-        "date": started.date().isoformat(),
-        "fit_seconds": round(fit_seconds, 1),
-        "wall_seconds": round(time.monotonic() - clock, 1),
-    }
     card = build_card(
         model_proto,
         name=MODEL_NAME,
         version=MODEL_VERSION,
-        preprocessing=spec,
-        threshold=threshold,
+        class_names=dataset.class_names,
+        preprocessing=config_spec(config),
+        threshold=evaluation["threshold"],
         metrics=metrics,
         training=training,
         onnx_sha256=file_sha256(onnx_path),
@@ -269,13 +363,71 @@ def run(config: TrainConfig) -> ModelCard:
     return card
 
 
+# --- the whole run ----------------------------------------------------------------------
+
+
+def start_run(config: TrainConfig) -> tuple[Path, Dataset]:
+    """Check the config and the data (one-line errors) before anything is trained."""
+    validate(config)
+    keras.backend.clear_session()
+    dataset = load_dataset(config)
+    balanced_class_weights(dataset.splits["train"].labels, len(dataset.class_names))  # refuses an empty class
+    run_dir = create_run_dir(config.runs_dir, datetime.now(UTC))
+    setup_logging(run_dir)
+    write_json(run_dir / "config.json", config.to_json_dict())
+    log.info("run folder %s", run_dir)
+    for name, split in dataset.splits.items():
+        log.info(
+            "%s: %d images %s",
+            name,
+            len(split),
+            by_name(class_counts(split.labels, len(dataset.class_names)), dataset.class_names),
+        )
+    return run_dir, dataset
+
+
+def run(config: TrainConfig) -> ModelCard:
+    clock = time.monotonic()
+    started = datetime.now(UTC)
+    run_dir, dataset = start_run(config)
+    make_deterministic(config.seed)
+    model = build_model(config, len(dataset.class_names))
+    model.summary(print_fn=lambda line, **_: log.info(line))
+    fit_clock = time.monotonic()
+    history = fit(model, dataset, config, run_dir)
+    fit_seconds = time.monotonic() - fit_clock
+    log.info(
+        "trained %d epochs in %.0f s; best epoch %d",
+        len(history["loss"]),
+        fit_seconds,
+        best_epoch(history, config.monitor),
+    )
+    evaluation = evaluate_keras(model, dataset, config, run_dir)
+    training = training_record(config, dataset, history) | {
+        "date": started.date().isoformat(),
+        "fit_seconds": round(fit_seconds, 1),
+        "wall_seconds": round(time.monotonic() - clock, 1),
+    }
+    write_json(run_dir / "training.json", training)
+    return export(model, dataset, evaluation, training, config, run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(argv)
+    return run_command(run, parse_config(argv))
+
+
+def run_command(command, *arguments) -> int:
+    """Run a subcommand; a known problem ends it with one line naming it and exit code 1."""
     try:
-        run(config)
-    except (DataNotFoundError, ParityError) as error:
-        log.error("%s", error)  # without handlers, logging.lastResort prints it
+        command(*arguments)
+    except RUN_ERRORS as error:
+        if log.handlers:  # the run has started: train.log and the console
+            log.error("%s", error)
+        else:
+            print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        close_logging()
     return 0
 
 

@@ -1,0 +1,92 @@
+"""`python -m trainer train|evaluate|export`, and bad input stopping with one line before training."""
+
+import json
+
+import pytest
+from inference.card import ModelCard
+from trainer.cli import main
+
+
+def quick_train_argv(samples_dir, tmp_path, *extra: str) -> list[str]:
+    return [
+        "train", "--data-format", "folder", "--data-dir", str(samples_dir),
+        "--output-dir", str(tmp_path / "model" / "1"), "--runs-dir", str(tmp_path / "runs"),
+        "--epochs", "1", "--filters", "4", "--batch-size", "16", "--verbose", "0", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(samples_dir, tmp_path_factory):
+    """One quick `train` run: (its run folder, its model folder)."""
+    root = tmp_path_factory.mktemp("cli")
+    assert main(quick_train_argv(samples_dir, root, "--embedding-baselines", "true")) == 0
+    (run_dir,) = (root / "runs").iterdir()
+    return run_dir, root / "model" / "1"
+
+
+def test_evaluate_re_evaluates_a_run(trained, tmp_path):
+    run_dir, model_dir = trained
+    assert main(["evaluate", "--run-dir", str(run_dir), "--report-dir", str(tmp_path / "again")]) == 0
+    report = json.loads((tmp_path / "again" / "report.json").read_text())
+    card = ModelCard.read(model_dir)
+    assert report["test"]["metrics"]["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"])
+    assert set(report["baselines"]) == {"svm", "random_forest"}
+    assert (tmp_path / "again" / "tsne.png").is_file()
+
+
+def test_export_re_exports_a_run(trained, tmp_path):
+    run_dir, model_dir = trained
+    assert main(["export", "--run-dir", str(run_dir), "--to", str(tmp_path / "exported" / "1")]) == 0
+    exported = ModelCard.read(tmp_path / "exported" / "1")
+    assert exported.decision == ModelCard.read(model_dir).decision
+    assert exported.metrics["onnx_parity"]["label_agreement"] == 1.0
+
+
+def test_evaluate_an_exported_model_folder(trained, samples_dir, tmp_path):
+    _, model_dir = trained
+    argv = ["evaluate", "--model-dir", str(model_dir), "--report-dir", str(tmp_path / "report"),
+            "--data-format", "folder", "--data-dir", str(samples_dir)]  # fmt: skip
+    assert main(argv) == 0
+    card = ModelCard.read(model_dir)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["threshold"] == card.decision.threshold
+    assert report["test"]["metrics"]["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-6)
+    assert report["test"]["metrics"]["ece"] == pytest.approx(card.metrics["calibration"]["test_ece"], abs=1e-6)
+
+
+def write_csv(path, rows):
+    path.write_text("filename,label\n" + "".join(f"{name},{label}\n" for name, label in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--architecture", "resnet50"], "unknown architecture 'resnet50'"),
+        (["--data-dir", "/nonexistent/images"], "image folder not found: /nonexistent/images"),
+        (["--classes", "normal,pneumonia,covid"], "no examples of class covid"),
+    ],
+)
+def test_bad_input_stops_with_one_line_before_training(samples_dir, tmp_path, capsys, extra, message):
+    assert main(quick_train_argv(samples_dir, tmp_path) + extra) == 1
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "model").exists()
+
+
+def test_a_label_file_not_matching_the_images_stops_the_run(samples_dir, tmp_path, capsys):
+    normal = sorted((samples_dir / "normal").iterdir())[0].name
+    labels = write_csv(tmp_path / "labels.csv", [(f"normal/{normal}", "normal"), ("normal/absent.jpg", "normal")])
+    assert main(quick_train_argv(samples_dir, tmp_path, "--data-format", "csv", "--labels-csv", str(labels))) == 1
+    assert "files not found" in capsys.readouterr().err and "normal/absent.jpg" in labels.read_text()
+
+
+def test_subcommands_and_the_old_entry_point_show_their_help(capsys):
+    from trainer.train import main as train_main
+
+    for entry, argv in ((main, ["--help"]), (main, ["evaluate", "--help"]), (train_main, ["--help"])):
+        with pytest.raises(SystemExit) as stopped:
+            entry(argv)
+        assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "{train,evaluate,export}" in shown and "--model-dir" in shown and "--architecture" in shown
