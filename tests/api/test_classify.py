@@ -2,14 +2,7 @@
 
 import hashlib
 
-import psycopg
 import pytest
-
-
-@pytest.fixture
-def database(postgres_url):
-    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql")) as connection:
-        yield connection
 
 
 def stored_counts(database, s3_server) -> tuple[int, int, int]:
@@ -64,6 +57,7 @@ def test_results_list_detail_and_image(admin_client, sample_xrays):
     assert page["items"][0]["id"] == created["id"]  # newest first
     assert page["total"] >= 1 and page["limit"] == 5
 
+    assert created.pop("timings").keys() == {"inference_ms", "storage_ms", "database_ms"}
     assert admin_client.get(f"/results/{created['id']}").json() == created
     image = admin_client.get(created["image"]["url"])
     assert image.status_code == 200 and image.content == data
@@ -85,11 +79,12 @@ def test_png_upload_is_classified(admin_client, sample_xrays, tmp_path):
     [
         (b"", 400, "empty_file"),
         (b"%PDF-1.7 not an x-ray", 415, "unsupported_media_type"),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00" * 20, 422, "corrupt_image"),
         (b"GIF89a" + b"\x00" * 64, 415, "unsupported_media_type"),
         (b"\xff\xd8\xff\xe0" + b"\x00" * 200, 422, "corrupt_image"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, 422, "corrupt_image"),
     ],
-    ids=["empty", "pdf", "gif", "truncated-jpeg", "broken-png"],
+    ids=["empty", "pdf", "broken-dicom", "gif", "truncated-jpeg", "broken-png"],
 )
 def test_bad_uploads_get_a_problem_and_store_nothing(admin_client, database, s3_server, content, status, code):
     before = stored_counts(database, s3_server)

@@ -6,25 +6,7 @@ import httpx
 import psycopg
 import pytest
 
-from processes import free_port, gateway_process
-from support import login
-
-
-@pytest.fixture
-def gateway_with(gateway, logs_dir):
-    """Start a second gateway on the same database with some settings pointing at a dead port."""
-    started = []
-
-    def start(**overrides):
-        service = gateway_process(free_port(), gateway.env | overrides, logs_dir / "gateway-faulty.log").start()
-        started.append(service)
-        url = service.health_url.removesuffix("/health/live")
-        token = login(url, gateway.admin_username, gateway.admin_password)
-        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-    yield start
-    for service in started:
-        service.stop()
+from processes import free_port
 
 
 def row_count(postgres_url) -> int:

@@ -8,7 +8,17 @@ from gateway.models import Base
 from gateway.prestart import alembic_config
 from support import POSTGRES_ADMIN_DSN, throwaway_database
 
-EXPECTED_TABLES = {"users", "images", "results", "alembic_version"}
+EXPECTED_TABLES = {
+    "users",
+    "api_clients",
+    "images",
+    "results",
+    "refresh_tokens",
+    "revoked_access_tokens",
+    "login_throttles",
+    "audit_events",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -29,8 +39,20 @@ def test_upgrade_to_head_matches_the_models_and_downgrade_empties(empty_database
     assert set(inspector.get_table_names()) == EXPECTED_TABLES
     for table in Base.metadata.sorted_tables:
         assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.columns.keys())
-    assert "ix_results_created_at" in {index["name"] for index in inspector.get_indexes("results")}
+    for table in Base.metadata.sorted_tables:
+        declared = {index.name for index in table.indexes}
+        assert declared <= {index["name"] for index in inspector.get_indexes(table.name)}, table.name
+    assert {"ix_results_created_at", "ix_results_created_by_id", "ix_results_created_by_client_id"} <= {
+        index["name"] for index in inspector.get_indexes("results")
+    }
 
+    command.downgrade(config, "0001")
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) == {"users", "images", "results", "alembic_version"}
+    assert "created_by_client_id" not in {c["name"] for c in inspector.get_columns("results")}
+    assert not next(c for c in inspector.get_columns("results") if c["name"] == "created_by_id")["nullable"]
+
+    command.upgrade(config, "head")
     command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()

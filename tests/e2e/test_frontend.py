@@ -1,166 +1,138 @@
-"""The clinician web app in a real headless Chromium, served by serve.py in front of the real gateway."""
+"""Classifying in the clinician web app: real headless Chromium, serve.py in front of the real gateway."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import base64
+import io
+import json
 from urllib.parse import urlsplit
 
-import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-FINDINGS = {"normal": "No pneumonia detected", "pneumonia": "Pneumonia suspected"}
-CLASS_NAMES = {"normal": "Normal", "pneumonia": "Pneumonia"}
-SLOW = 60_000  # ms: the first classification also loads the model
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, frontend_url):
-    context = browser.new_context(base_url=frontend_url, locale="en-US", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def sign_in(page, username: str, password: str) -> None:
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def sign_in_as_admin(page, gateway) -> None:
-    sign_in(page, gateway.admin_username, gateway.admin_password)
-    expect(page.get_by_role("heading", name="New classification")).to_be_visible()
-
-
-def choose_file(page, path: Path) -> None:
-    page.get_by_label("Choose a chest X-ray").set_input_files(path)
-
-
-def classify(page) -> dict:
-    """Clicks Classify and returns the gateway's answer as the page received it."""
-    with page.expect_response(lambda response: response.url.endswith("/api/classify"), timeout=SLOW) as answer:
-        page.get_by_role("button", name="Classify", exact=True).click()
-    return {"status": answer.value.status, "body": answer.value.json()}
-
-
-def wait_until_loaded(page, image) -> int:
-    """Waits until an <img> has decoded its image; returns its natural width."""
-    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
-    return image.evaluate("(img) => img.naturalWidth")
-
-
-def percent(probability: float) -> str:
-    """As the page shows it: one decimal, and never a certain 0.0 % or 100.0 %."""
-    if probability > 0.999:
-        return "> 99.9%"
-    if probability < 0.001:
-        return "< 0.1%"
-    return f"{probability * 100:.1f}%"
+import pydicom
+from e2e_steps import (
+    CLASS_NAMES,
+    FINDINGS,
+    SLOW,
+    case_of,
+    choose_files,
+    classify,
+    expect,
+    go_to,
+    history_row,
+    percent,
+    sign_in,
+    sign_in_as_admin,
+    wait_until_loaded,
+)
 
 
 def results_total(admin_client) -> int:
     return admin_client.get("/results", params={"limit": 1}).json()["total"]
 
 
-def test_classify_a_real_xray_and_find_it_in_the_history(page, gateway, sample_xrays):
+def test_classify_a_jpeg_and_a_dicom_then_find_them_in_the_history(page, gateway, sample_xrays, data_dir, screenshots):
     from PIL import Image
 
-    xray = sample_xrays["pneumonia"][0]
+    xray, dicom_file = sample_xrays["pneumonia"][0], data_dir / "dicom" / "RG1_UNCR.dcm"
+    dicom_header = pydicom.dcmread(dicom_file, stop_before_pixels=True)
     sign_in_as_admin(page, gateway)
+    screenshots(page, "classify-empty")
 
-    choose_file(page, xray)
-    preview = page.get_by_role("img", name=f"Preview of {xray.name}")
-    expect(preview).to_be_visible()
-    assert wait_until_loaded(page, preview) > 0
+    with page.expect_response(lambda response: response.url.endswith("/api/preview")) as dicom_preview:
+        choose_files(page, xray, dicom_file)
+    assert dicom_preview.value.status == 200
+    for path in (xray, dicom_file):
+        expect(case_of(page, path.name).get_by_text("Ready to classify")).to_be_visible()
+    # The JPEG is shown as it is; the DICOM as the gateway rendered it.
+    assert wait_until_loaded(page, page.get_by_role("img", name=f"Preview of {xray.name}")) == Image.open(xray).width
+    dicom_preview_image = page.get_by_role("img", name=f"Preview of {dicom_file.name}")
+    assert wait_until_loaded(page, dicom_preview_image) == dicom_header.Columns
+    expect(page.get_by_text("2 images ready")).to_be_visible()
 
-    answer = classify(page)
-    assert answer["status"] == 201, answer
-    result = answer["body"]
-    panel = page.locator("#classify [data-role=result]")
-    expect(panel.locator(".finding")).to_have_text(FINDINGS[result["label"]], timeout=SLOW)
-    bars = panel.get_by_role("list", name="Probability of each class").get_by_role("listitem")
-    expect(bars).to_have_count(2)
-    for label, probability in result["probabilities"].items():
-        bar = bars.filter(has_text=CLASS_NAMES[label])
-        expect(bar).to_contain_text(percent(probability))
-        assert bar.locator(".bar-fill").get_attribute("style").startswith("width:")
-    expect(panel).to_contain_text(f"{result['model_name']} v{result['model_version']}")
-    threshold = result["threshold"]
-    expect(panel).to_contain_text(f"{percent(threshold)} probability of pneumonia" if threshold is not None else "None")
-    expect(panel).to_contain_text("not a diagnosis")
+    answers = classify(page, expected_answers=2)
 
-    row = page.locator(f"#history tbody tr[data-result-id='{result['id']}']")
-    expect(row).to_be_visible()
-    expect(row).to_contain_text(FINDINGS[result["label"]])
-    expect(row).to_contain_text(percent(result["probabilities"]["pneumonia"]))
-    expect(row).to_contain_text(f"{result['model_name']} v{result['model_version']}")
-    expect(row).to_contain_text(gateway.admin_username)
-    assert wait_until_loaded(page, row.locator("img")) > 0
+    assert [answer["status"] for answer in answers] == [201, 201], answers
+    results = {path.name: answer["body"] for path, answer in zip((xray, dicom_file), answers)}
+    expect(page.get_by_role("status").filter(has_text="2 of 2 classified.")).to_be_visible()
+    for name, result in results.items():
+        panel = case_of(page, name).locator("[data-role=result]")
+        expect(panel.locator(".finding")).to_have_text(FINDINGS[result["label"]])
+        bars = panel.get_by_role("list", name="Probability of each class").get_by_role("listitem")
+        expect(bars).to_have_count(2)
+        for label, probability in result["probabilities"].items():
+            bar = bars.filter(has_text=CLASS_NAMES[label])
+            expect(bar).to_contain_text(percent(probability))
+            assert bar.locator(".bar-fill").get_attribute("style").startswith("width:")
+        expect(panel).to_contain_text(f"{result['model_name']} v{result['model_version']}")
+        threshold = result["threshold"]
+        expect(panel).to_contain_text(
+            f"{percent(threshold)} probability of pneumonia" if threshold is not None else "None"
+        )
+        expect(panel).to_contain_text("not a diagnosis")
+        # No explanation in the gateway's answer yet: no heatmap controls.
+        expect(case_of(page, name).get_by_label("Heatmap opacity")).to_have_count(0)
+    dicom_result = results[dicom_file.name]
+    assert dicom_result["image"]["modality"] == "CR"
+    screenshots(page, "classify-result")
 
-    row.get_by_role("button").click()
+    go_to(page, "History")
+    for name, result in results.items():
+        row = history_row(page, result["id"])
+        expect(row).to_be_visible()
+        expect(row).to_contain_text(FINDINGS[result["label"]])
+        expect(row).to_contain_text(percent(result["probabilities"]["pneumonia"]))
+        expect(row).to_contain_text(f"{result['model_name']} v{result['model_version']}")
+        expect(row).to_contain_text(gateway.admin_username)
+        assert wait_until_loaded(page, row.locator("img")) > 0  # the DICOM thumbnail is the gateway's rendering
+    screenshots(page, "history")
+
+    history_row(page, dicom_result["id"]).get_by_role("button").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
-    expect(dialog.locator(".finding")).to_have_text(FINDINGS[result["label"]])
+    expect(dialog.locator(".finding")).to_have_text(FINDINGS[dicom_result["label"]])
+    expect(dialog).to_contain_text("DICOM · CR · CHEST · PA view")
     image = dialog.get_by_role("img", name=f"Chest X-ray submitted by {gateway.admin_username}")
-    assert wait_until_loaded(page, image) == Image.open(xray).width  # the full-size image
+    assert wait_until_loaded(page, image) == dicom_header.Columns  # the full-size rendering
+    screenshots(page, "detail")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_request(lambda request: request.url.endswith("/api/auth/logout")) as logout:
+        page.get_by_role("button", name="Sign out").click()
+    assert "refresh_token=" in logout.value.post_data  # the session is revoked at the gateway too
     expect(page.get_by_role("status").filter(has_text="You have signed out.")).to_be_visible()
-    expect(page.locator("#workspace")).to_be_hidden()
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
 
 
-def test_wrong_password_shows_an_error_and_stays_on_sign_in(page, gateway):
-    sign_in(page, gateway.admin_username, "not-the-password")
+def test_a_file_of_the_wrong_type_gets_its_message_and_is_not_sent(page, gateway, tmp_path, sample_xrays):
+    notes = tmp_path / "report.txt"
+    notes.write_text("not an X-ray")
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if "/api/classify" in request.url else None)
+    sign_in_as_admin(page, gateway)
 
-    expect(page.get_by_role("alert")).to_have_text("The username or password is not correct.")
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    expect(page.get_by_label("Password")).to_be_focused()
-    expect(page.locator("#workspace")).to_be_hidden()
+    choose_files(page, notes)
+
+    expect(case_of(page, notes.name).get_by_role("alert")).to_have_text(
+        "This file type is not supported. Choose a chest X-ray saved as a JPEG, PNG or DICOM (.dcm) file."
+    )
+    expect(page.get_by_role("button", name="Classify", exact=True)).to_be_disabled()
+    page.get_by_role("button", name=f"Remove {notes.name}").click()
+    expect(case_of(page, notes.name)).to_have_count(0)
+    assert sent == []
 
 
-def test_a_file_that_is_not_an_image_is_refused_and_not_stored(page, gateway, admin_client, tmp_path):
+def test_a_file_that_only_looks_like_an_image_is_refused_and_not_stored(page, gateway, admin_client, tmp_path):
     fake = tmp_path / "not-an-xray.png"
     fake.write_text("this is text, not a PNG image")
     before = results_total(admin_client)
     sign_in_as_admin(page, gateway)
 
-    choose_file(page, fake)
-    expect(page.get_by_text("The preview cannot be shown")).to_be_visible()
-    answer = classify(page)
+    choose_files(page, fake)
+    expect(case_of(page, fake.name).get_by_text("The image cannot be shown")).to_be_visible()
+    [answer] = classify(page)
 
     assert answer["status"] == 415
-    expect(page.get_by_role("alert")).to_contain_text("This file type is not supported")
+    expect(case_of(page, fake.name).get_by_role("alert")).to_contain_text("This file type is not supported")
     expect(page.get_by_role("button", name="Classify", exact=True)).to_be_disabled()
     expect(page.locator("#classify .result")).to_have_count(0)
     assert results_total(admin_client) == before
@@ -171,26 +143,57 @@ def test_a_too_large_file_is_refused_with_a_clear_message(page, gateway, tmp_pat
     huge.write_bytes(b"\xff\xd8\xff" + bytes(int(gateway.env.get("MAX_UPLOAD_BYTES", 20 * 1024 * 1024))))
     sign_in_as_admin(page, gateway)
 
-    choose_file(page, huge)
-    answer = classify(page)
+    choose_files(page, huge)
+    [answer] = classify(page)
 
     assert answer["status"] == 413
-    expect(page.get_by_role("alert")).to_contain_text("This file is too large")
+    expect(case_of(page, huge.name).get_by_role("alert")).to_contain_text("This file is too large")
 
 
-def test_an_invalid_session_returns_to_sign_in_with_a_message(page, gateway):
+def test_uncertain_and_unusual_results_are_marked_and_a_heatmap_is_shown(page, gateway, sample_xrays):
+    """The gateway sends neither `ood` nor an explanation yet: the browser gets a result that has them."""
+    heatmap = translucent_png_base64(32, 32)
+    result = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "created_at": "2026-01-02T10:00:00Z",
+        "created_by": gateway.admin_username,
+        "label": "pneumonia",
+        "probabilities": {"normal": 0.45, "pneumonia": 0.55},
+        "threshold": 0.5,
+        "model_name": "pneumonia-xray",
+        "model_version": "1",
+        "image": {"id": "00000000-0000-4000-8000-000000000002", "content_type": "image/jpeg", "size_bytes": 1,
+                  "sha256": "0" * 64, "url": "/results/x/image"},  # fmt: skip
+        "ood": True,
+        "explanation": {"heatmap_url": f"data:image/png;base64,{heatmap}"},
+    }
+    page.route("**/api/classify", lambda route: route.fulfill(status=201, body=json.dumps(result),
+                                                              content_type="application/json"))  # fmt: skip
     sign_in_as_admin(page, gateway)
-    # The real gateway judges a token it did not issue, as it would an expired one.
-    page.route(
-        lambda url: "/api/results?" in url,
-        lambda route: route.continue_(headers={**route.request.headers, "authorization": "Bearer not.a.token"}),
-    )
+    xray = sample_xrays["normal"][0]
 
-    page.get_by_role("button", name="Refresh").click()
+    choose_files(page, xray)
+    classify(page)
 
-    expect(page.get_by_role("status")).to_have_text("Your session has expired. Please sign in again.")
-    expect(page.get_by_label("Username")).to_be_visible()
-    expect(page.locator("#workspace")).to_be_hidden()
+    card = case_of(page, xray.name)
+    expect(card.get_by_text("Uncertain: the probability is close to the decision threshold")).to_be_visible()
+    expect(card.get_by_text("Unusual image: it differs from the chest X-rays the model was trained on")).to_be_visible()
+    overlay = card.locator(".viewer-heatmap")
+    expect(overlay).to_be_visible()
+    opacity = card.get_by_label("Heatmap opacity")
+    opacity.fill("80")
+    expect(overlay).to_have_css("opacity", "0.8")
+    card.get_by_label("Show explanation heatmap").uncheck()
+    expect(overlay).to_be_hidden()
+    expect(opacity).to_be_disabled()
+
+
+def translucent_png_base64(width: int, height: int) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (width, height), (255, 0, 0, 160)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_an_inference_outage_shows_when_to_retry(page, gateway, sample_xrays):
@@ -203,14 +206,32 @@ def test_an_inference_outage_shows_when_to_retry(page, gateway, sample_xrays):
         ),
     )
     sign_in_as_admin(page, gateway)
+    xray = sample_xrays["normal"][0]
 
-    choose_file(page, sample_xrays["normal"][0])
+    choose_files(page, xray)
     classify(page)
 
-    expect(page.get_by_role("alert")).to_have_text(
+    expect(case_of(page, xray.name).get_by_role("alert")).to_have_text(
         "The classification service is not available at the moment. Please try again in 7 seconds."
     )
-    expect(page.get_by_role("button", name="Classify", exact=True)).to_be_enabled()
+    expect(page.get_by_text("0 of 1 classified; 1 could not be classified.")).to_be_visible()
+    expect(page.get_by_role("button", name="Classify", exact=True)).to_be_enabled()  # it can be sent again
+
+
+def test_a_gateway_outage_is_explained_at_sign_in(open_page, gateway, logs_dir):
+    from processes import free_port, frontend_process
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    frontend = frontend_process(free_port(), nowhere, logs_dir / "frontend-no-gateway.log").start()
+    try:
+        page = open_page(frontend.health_url.removesuffix("/healthz"))
+        sign_in(page, gateway.admin_username, gateway.admin_password)
+        expect(page.get_by_role("alert")).to_have_text(
+            "The server is not available at the moment. Please try again in 5 seconds."
+        )
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    finally:
+        frontend.stop()
 
 
 def test_the_page_makes_no_request_to_another_host(page, gateway, sample_xrays, frontend_url):
@@ -221,14 +242,30 @@ def test_the_page_makes_no_request_to_another_host(page, gateway, sample_xrays, 
     document = page.goto("/")
     assert "default-src 'self'" in document.headers["content-security-policy"]
     sign_in_as_admin(page, gateway)
-    choose_file(page, sample_xrays["normal"][0])
-    result = classify(page)["body"]
-    page.locator(f"#history tbody tr[data-result-id='{result['id']}']").get_by_role("button").click()
+    choose_files(page, sample_xrays["normal"][0])
+    result = classify(page)[0]["body"]
+    go_to(page, "History")
+    history_row(page, result["id"]).get_by_role("button").click()
     wait_until_loaded(page, page.get_by_role("dialog").get_by_role("img"))
 
     assert any("/api/classify" in url for url in requested)
     elsewhere = [url for url in requested if not same_origin(url, origin)]
     assert elsewhere == []
+
+
+def test_tablet_width_fits_without_sideways_scrolling(open_page, frontend_url, gateway, sample_xrays, screenshots):
+    page = open_page(frontend_url, viewport={"width": 768, "height": 1024})
+    sign_in_as_admin(page, gateway)
+    choose_files(page, sample_xrays["normal"][0])
+    classify(page)
+    expect(page.locator("#classify .finding")).to_be_visible(timeout=SLOW)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshots(page, "tablet-classify-result")
+
+    go_to(page, "History")
+    wait_until_loaded(page, page.locator("#history tbody tr img").first)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshots(page, "tablet-history")
 
 
 def same_origin(url: str, origin) -> bool:

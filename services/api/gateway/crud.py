@@ -1,13 +1,28 @@
 """Database reads and writes; routes and services call these, never raw queries."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.models import Image, Result, User
+from gateway.models import (
+    ApiClient,
+    AuditEvent,
+    Image,
+    LoginThrottle,
+    RefreshToken,
+    Result,
+    RevokedAccessToken,
+    User,
+    utcnow,
+)
+from gateway.principals import Principal
 from gateway.schemas import UserCreate
-from gateway.security import hash_password, verify_password
+from gateway.security import hash_password
+
+# users
 
 
 def get_user(session: Session, user_id: uuid.UUID) -> User | None:
@@ -33,25 +48,205 @@ def count_users(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(User))
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The active user with this password, or None; as slow for unknown users as for known ones."""
-    user = get_user_by_username(session, username)
-    if not verify_password(password, user.hashed_password if user else None):
-        return None
-    return user if user.is_active else None
+def set_active(session: Session, account: User | ApiClient, active: bool) -> User | ApiClient:
+    account.is_active = active
+    session.commit()
+    return account
+
+
+# API clients
+
+
+def get_client(session: Session, client_uuid: uuid.UUID) -> ApiClient | None:
+    return session.get(ApiClient, client_uuid)
+
+
+def get_client_by_client_id(session: Session, client_id: str) -> ApiClient | None:
+    return session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+
+
+def add_client(session: Session, client: ApiClient) -> ApiClient:
+    session.add(client)
+    session.commit()
+    return client
+
+
+def set_client_secret(session: Session, client: ApiClient, hashed_secret: str) -> ApiClient:
+    client.hashed_secret = hashed_secret
+    session.commit()
+    return client
+
+
+def list_clients(session: Session) -> list[ApiClient]:
+    return list(session.scalars(select(ApiClient).order_by(ApiClient.name)))
+
+
+# refresh and revoked access tokens
+
+
+def add_refresh_token(session: Session, token: RefreshToken) -> RefreshToken:
+    session.add(token)
+    session.commit()
+    return token
+
+
+def get_refresh_token(session: Session, token_hash: str) -> RefreshToken | None:
+    return session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+
+
+def mark_refresh_token_used(session: Session, token: RefreshToken) -> bool:
+    """Marks an unused token used; False when another request used it first (a replay)."""
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
+        .values(used_at=utcnow())
+    )
+    session.commit()
+    return claimed.rowcount == 1
+
+
+def revoke_refresh_family(session: Session, family_id: uuid.UUID) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    session.commit()
+
+
+def revoke_access_token(session: Session, jti: str, expires_at: datetime) -> None:
+    session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < utcnow()))
+    session.merge(RevokedAccessToken(jti=jti, expires_at=expires_at))
+    session.commit()
+
+
+def is_access_token_revoked(session: Session, jti: str) -> bool:
+    return session.get(RevokedAccessToken, jti) is not None
+
+
+# failed-login throttling
+
+
+def get_login_throttle(session: Session, key: str) -> LoginThrottle | None:
+    return session.get(LoginThrottle, key)
+
+
+def save_login_throttle(session: Session, throttle: LoginThrottle) -> None:
+    session.merge(throttle)
+    session.commit()
+
+
+def clear_login_throttle(session: Session, key: str) -> None:
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+    session.commit()
+
+
+# audit trail
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None  # an actor's id or name
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def add_audit_event(session: Session, event: AuditEvent) -> None:
+    session.add(event)
+    session.commit()
+
+
+def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: int) -> tuple[list[AuditEvent], int]:
+    query = select(AuditEvent)
+    if where.actor:
+        query = query.where((AuditEvent.actor_id == where.actor) | (AuditEvent.actor_name == where.actor))
+    if where.action:
+        query = query.where(AuditEvent.action == where.action)
+    if where.since:
+        query = query.where(AuditEvent.occurred_at >= where.since)
+    if where.until:
+        query = query.where(AuditEvent.occurred_at < where.until)
+    ordered = query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(ordered)), _count(session, query)
+
+
+# images and results
 
 
 def add_result(session: Session, image: Image, result: Result) -> Result:
     session.add_all([image, result])
     session.commit()
+    session.refresh(result)
     return result
 
 
-def get_result(session: Session, result_id: uuid.UUID) -> Result | None:
-    return session.get(Result, result_id)
+def referenced_object_keys(session: Session, keys: list[str]) -> set[str]:
+    """Those of `keys` that an image row refers to."""
+    return set(session.scalars(select(Image.object_key).where(Image.object_key.in_(keys))))
 
 
-def list_results(session: Session, limit: int, offset: int) -> tuple[list[Result], int]:
-    total = session.scalar(select(func.count()).select_from(Result))
-    query = select(Result).order_by(Result.created_at.desc(), Result.id.desc()).limit(limit).offset(offset)
-    return list(session.scalars(query).unique()), total
+def get_result_by_idempotency_key(session: Session, scoped_key: str) -> Result | None:
+    return session.scalar(select(Result).where(Result.idempotency_key == scoped_key))
+
+
+def delete_result(session: Session, result: Result) -> None:
+    session.delete(result)
+    session.delete(result.image)
+    session.commit()
+
+
+def _visible_to(query: Select, viewer: Principal) -> Select:
+    """API clients see only what they submitted; people see every result."""
+    return query.where(Result.created_by_client_id == viewer.id) if viewer.is_client else query
+
+
+def get_result(session: Session, result_id: uuid.UUID, viewer: Principal) -> Result | None:
+    return session.scalar(_visible_to(select(Result).where(Result.id == result_id), viewer))
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    label: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    submitted_by: str | None = None  # a user's username or an API client's name
+    sort: str = "-created_at"  # a column name from RESULT_SORTS, "-" for descending
+
+
+RESULT_SORTS = {"created_at": Result.created_at, "label": Result.label, "model_name": Result.model_name}
+
+
+def _filtered(query: Select, where: ResultFilter) -> Select:
+    if where.label:
+        query = query.where(Result.label == where.label)
+    if where.model:
+        query = query.where(Result.model_name == where.model)
+    if where.since:
+        query = query.where(Result.created_at >= where.since)
+    if where.until:
+        query = query.where(Result.created_at < where.until)
+    if where.submitted_by:
+        users = select(User.id).where(User.username == where.submitted_by)
+        clients = select(ApiClient.id).where(ApiClient.name == where.submitted_by)
+        query = query.where(Result.created_by_id.in_(users) | Result.created_by_client_id.in_(clients))
+    return query
+
+
+def _ordered(query: Select, sort: str) -> Select:
+    column = RESULT_SORTS[sort.removeprefix("-")]
+    direction = (lambda c: c.desc()) if sort.startswith("-") else (lambda c: c.asc())
+    return query.order_by(direction(column), direction(Result.created_at), direction(Result.id))
+
+
+def list_results(
+    session: Session, viewer: Principal, where: ResultFilter, limit: int, offset: int
+) -> tuple[list[Result], int]:
+    query = _filtered(_visible_to(select(Result), viewer), where)
+    page = _ordered(query, where.sort).limit(limit).offset(offset)
+    return list(session.scalars(page).unique()), _count(session, query)
+
+
+def _count(session: Session, query: Select) -> int:
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))

@@ -1,6 +1,5 @@
 """Request dependencies as typed aliases, used by every route."""
 
-import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -8,11 +7,12 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from gateway import crud
 from gateway.errors import ProblemError
+from gateway.identity import authenticate_token
 from gateway.inference_client import InferenceClient
-from gateway.models import User
-from gateway.security import InvalidToken, decode_access_token
+from gateway.observability import Metrics
+from gateway.principals import Principal, RequestContext
+from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.storage import ObjectStore
 
@@ -41,35 +41,61 @@ def get_inference_client(request: Request) -> InferenceClient:
     return request.app.state.inference_client
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
 StoreDep = Annotated[ObjectStore, Depends(get_object_store)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 InferenceDep = Annotated[InferenceClient, Depends(get_inference_client)]
 
 
-def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(401, "not_authenticated", detail, {"WWW-Authenticate": "Bearer"})
+def get_request_context(request: Request) -> RequestContext:
+    client_ip = request.client.host if request.client else None
+    return RequestContext(ip=client_ip, request_id=getattr(request.state, "request_id", None))
 
 
-def get_current_user(session: SessionDep, token: TokenDep, settings: SettingsDep) -> User:
-    if not token:
-        raise _unauthorized("a bearer token is required")
-    try:
-        claims = decode_access_token(token, settings)
-        user_id = uuid.UUID(claims["sub"])
-    except (InvalidToken, ValueError) as exc:
-        raise _unauthorized(f"the token is not valid: {exc}") from exc
-    user = crud.get_user(session, user_id)
-    if user is None or not user.is_active:
-        raise _unauthorized("the account does not exist or is disabled")
-    return user
+RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+def get_authentication(session: SessionDep, token: TokenDep, settings: SettingsDep) -> tuple[Principal, dict]:
+    return authenticate_token(session, settings, token)
 
 
-def get_current_admin(user: CurrentUser) -> User:
-    if user.role != "admin":
-        raise ProblemError(403, "forbidden", "this needs the admin role")
-    return user
+AuthenticationDep = Annotated[tuple[Principal, dict], Depends(get_authentication)]
 
 
-CurrentAdmin = Annotated[User, Depends(get_current_admin)]
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.app.state.rate_limiter
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+def get_current_principal(authentication: AuthenticationDep, limiter: RateLimiterDep) -> Principal:
+    """The caller, counted against its per-minute request limit."""
+    principal = authentication[0]
+    wait = limiter.seconds_to_wait(f"{principal.kind}:{principal.id}")
+    if wait:
+        raise ProblemError(429, "rate_limited", f"too many requests; retry in {wait} s", {"Retry-After": str(wait)})
+    return principal
+
+
+def get_token_claims(authentication: AuthenticationDep) -> dict:
+    return authentication[1]
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+TokenClaims = Annotated[dict, Depends(get_token_claims)]
+
+
+def require_role(*roles: str):
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise ProblemError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]

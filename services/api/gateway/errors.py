@@ -9,6 +9,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://cxr.example/problems/"
+
+
+def problem_type(code: str) -> str:
+    """A stable URI per kind of problem, named after its `code`."""
+    return PROBLEM_TYPE_BASE + code.replace("_", "-")
 
 
 class ProblemError(Exception):
@@ -25,7 +31,13 @@ class ServiceUnavailable(ProblemError):
 
 
 def problem_response(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, "code": code}
+    body = {
+        "type": problem_type(code),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     return JSONResponse(body | extra, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 

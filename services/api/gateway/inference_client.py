@@ -37,11 +37,10 @@ class InferenceClient:
     def __init__(self, settings: Settings):
         self.client = httpx.Client(base_url=settings.inference_url, timeout=settings.inference_timeout_seconds)
 
-    def classify(self, image: bytes, content_type: str, model: str) -> Prediction:
+    def classify(self, image: bytes, content_type: str, model: str, request_id: str | None = None) -> Prediction:
+        headers = {"Content-Type": content_type} | ({"X-Request-ID": request_id} if request_id else {})
         try:
-            response = self.client.post(
-                f"/v2/models/{model}/classify", content=image, headers={"Content-Type": content_type}
-            )
+            response = self.client.post(f"/v2/models/{model}/classify", content=image, headers=headers)
         except httpx.HTTPError as exc:
             raise InferenceUnavailable(f"the inference service cannot be reached: {exc}") from exc
         if response.status_code >= 500:

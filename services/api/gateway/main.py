@@ -4,12 +4,15 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import make_engine, make_session_factory
 from gateway.errors import install_error_handlers, problem_response
 from gateway.inference_client import InferenceClient
-from gateway.routes import auth, classify, health, results, users
+from gateway.observability import REQUEST_ID_HEADER, Metrics, configure_logging, install_request_middleware
+from gateway.ratelimit import make_rate_limiter
+from gateway.routes import audit, auth, classify, clients, health, metrics, preview, results, users
 from gateway.settings import Settings, get_settings
 from gateway.storage import StorageUnavailable, make_object_store
 
@@ -19,6 +22,7 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -35,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.rate_limiter = make_rate_limiter(settings)
+    app.state.metrics = Metrics()
     install_error_handlers(app, settings.retry_after_seconds)
 
     @app.middleware("http")
@@ -44,6 +50,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return problem_response(413, "file_too_large", f"the body exceeds {settings.max_upload_bytes} bytes")
         return await call_next(request)
 
-    for module in (auth, classify, results, users, health):
+    install_request_middleware(app, app.state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER],
+            expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
+        )
+
+    for module in (auth, classify, preview, results, users, clients, audit, health, metrics):
         app.include_router(module.router)
     return app

@@ -3,12 +3,17 @@
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time with its zone (SQLite returns them without)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 class Base(DeclarativeBase):
@@ -25,6 +30,79 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    @property
+    def credential_hash(self) -> str:
+        return self.hashed_password
+
+
+class ApiClient(Base):
+    """A hospital system that gets tokens by OAuth2 client credentials (role `service`)."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hashed_secret: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="service")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def credential_hash(self) -> str:
+        return self.hashed_secret
+
+
+class RefreshToken(Base):
+    """One refresh token (only its SHA-256 is kept); rotation chains tokens of one login into a family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RevokedAccessToken(Base):
+    """An access token signed out before its expiry; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class LoginThrottle(Base):
+    """Consecutive failed logins for one username from one address."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of username and address
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_actor_occurred", "actor_id", "occurred_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_kind: Mapped[str | None] = mapped_column(String(16))  # user, client, or None when unknown
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_name: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(Text)
+
 
 class Image(Base):
     """An uploaded image file as stored in the object store (no patient data in the key)."""
@@ -36,7 +114,12 @@ class Image(Base):
     content_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    uploaded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # DICOM only: kept from the de-identified file as result metadata
+    modality: Mapped[str | None] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    uploaded_by_client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -44,7 +127,11 @@ class Result(Base):
     """One classification of one image by one model version."""
 
     __tablename__ = "results"
-    __table_args__ = (Index("ix_results_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_results_created_at", "created_at"),
+        Index("ix_results_label_created_at", "label", "created_at"),
+        Index("ix_results_model_created_at", "model_name", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("images.id"), index=True)
@@ -53,8 +140,21 @@ class Result(Base):
     label: Mapped[str] = mapped_column(String(64))
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     threshold: Mapped[float | None] = mapped_column(Float)
-    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # the caller's own references (never patient identifiers), stored as given
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    # "<kind>:<submitter id>:<Idempotency-Key>", and the SHA-256 of the request it answered
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # exactly one of the two: results are submitted by a user or by an API client
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
+    created_by_client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_clients.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     image: Mapped[Image] = relationship(lazy="joined")
-    created_by: Mapped[User] = relationship(lazy="joined")
+    created_by: Mapped[User | None] = relationship(lazy="joined")
+    created_by_client: Mapped[ApiClient | None] = relationship(lazy="joined")
+
+    @property
+    def submitter_name(self) -> str:
+        return self.created_by.username if self.created_by else self.created_by_client.name

@@ -1,23 +1,23 @@
 """Pydantic schemas: what the API accepts and returns (separate from the table models)."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.models import as_utc
+
 Role = Literal["admin", "clinician"]
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+    refresh_token: str | None = None  # password flow only; rotated on every use
+    refresh_expires_in: int | None = None
 
 
 class UserCreate(BaseModel):
@@ -35,7 +35,66 @@ class UserOut(BaseModel):
     is_active: bool
     created_at: datetime
 
-    _utc = field_validator("created_at")(_as_utc)
+    _utc = field_validator("created_at")(as_utc)
+
+
+class PrincipalOut(BaseModel):
+    """The caller: a user, or an API client (whose `username` is its name)."""
+
+    id: uuid.UUID
+    username: str
+    role: Literal["admin", "clinician", "service"]
+    kind: Literal["user", "client"]
+    is_active: bool
+    created_at: datetime
+
+    _utc = field_validator("created_at")(as_utc)
+
+
+class ClientCreate(BaseModel):
+    name: str = Field(min_length=3, max_length=128)
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    client_id: str
+    name: str
+    role: Literal["service"]
+    is_active: bool
+    created_at: datetime
+
+    _utc = field_validator("created_at")(as_utc)
+
+
+class ClientWithSecret(ClientOut):
+    client_secret: str  # shown once; only its hash is stored
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    occurred_at: datetime
+    actor_kind: str | None
+    actor_id: str | None
+    actor_name: str | None
+    action: str
+    target: str | None
+    outcome: str
+    ip: str | None
+    request_id: str | None
+    detail: str | None
+
+    _utc = field_validator("occurred_at")(as_utc)
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class ImageOut(BaseModel):
@@ -44,6 +103,10 @@ class ImageOut(BaseModel):
     size_bytes: int
     sha256: str
     url: str
+    # DICOM only
+    modality: str | None = None
+    body_part: str | None = None
+    view_position: str | None = None
 
 
 class ResultOut(BaseModel):
@@ -58,8 +121,22 @@ class ResultOut(BaseModel):
     model_name: str
     model_version: str
     image: ImageOut
+    accession_number: str | None = None
+    external_id: str | None = None
 
-    _utc = field_validator("created_at")(_as_utc)
+    _utc = field_validator("created_at")(as_utc)
+
+
+class Timings(BaseModel):
+    """Where the time of one classification went, in milliseconds."""
+
+    inference_ms: float
+    storage_ms: float
+    database_ms: float
+
+
+class ClassifyOut(ResultOut):
+    timings: Timings | None = None  # absent when an Idempotency-Key replay returns an earlier result
 
 
 class ResultPage(BaseModel):
@@ -72,7 +149,7 @@ class ResultPage(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, with a machine-readable `code`."""
 
-    type: str = "about:blank"
+    type: str  # https://cxr.example/problems/<code>
     title: str
     status: int
     detail: str

@@ -1,5 +1,7 @@
-"""Password hashing (Argon2id) and JWT access tokens (python-jose)."""
+"""Password and client-secret hashing (Argon2id), JWT access tokens (python-jose), refresh tokens."""
 
+import hashlib
+import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -29,12 +31,24 @@ def verify_password(password: str, hashed: str | None) -> bool:
         return False
 
 
-def create_access_token(subject: str, role: str, settings: Settings) -> tuple[str, int]:
+def new_secret() -> str:
+    """A random secret for an API client or a refresh token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def fingerprint(token: str) -> str:
+    """What is stored of a high-entropy token: its SHA-256 (a slow hash adds nothing here)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_access_token(subject: str, role: str, kind: str, settings: Settings) -> tuple[str, int]:
+    """A signed token for a user or an API client (`kind`); returns it and its lifetime in seconds."""
     now = datetime.now(timezone.utc)
     lifetime = timedelta(minutes=settings.access_token_minutes)
     claims = {
         "sub": subject,
         "role": role,
+        "kind": kind,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "iat": now,
@@ -55,7 +69,13 @@ def decode_access_token(token: str, settings: Settings) -> dict:
             algorithms=[settings.jwt_algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require_exp": True, "require_iat": True, "require_nbf": True, "require_sub": True, "require_jti": True},
+            options={
+                "require_exp": True,
+                "require_iat": True,
+                "require_nbf": True,
+                "require_sub": True,
+                "require_jti": True,
+            },
         )
     except JWTError as exc:
         raise InvalidToken(str(exc)) from exc

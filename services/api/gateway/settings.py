@@ -3,10 +3,10 @@
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
 
@@ -32,6 +32,11 @@ class Settings(DatabaseSettings):
     jwt_issuer: str = "cxr-gateway"
     jwt_audience: str = "cxr-api"
     access_token_minutes: int = 15
+    refresh_token_days: int = 7
+
+    # failed-login throttling per username + client address
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 300
 
     inference_url: str = "http://127.0.0.1:8001"
     inference_timeout_seconds: float = 30.0
@@ -46,7 +51,21 @@ class Settings(DatabaseSettings):
     local_storage_dir: Path = Path(".local/objects")
 
     max_upload_bytes: int = 20 * 1024 * 1024
+
+    # requests per minute per signed-in user or API client; 0 turns the limit off
+    rate_limit_per_minute: int = 600
+    rate_limit_redis_url: str | None = None  # shared by all replicas when set; per process otherwise
+
+    cors_origins: Annotated[list[str], NoDecode] = []  # the frontend's origin(s), comma-separated
+    log_format: Literal["json", "text"] = "json"
+    # keys the mapping of DICOM UIDs to their replacements; the JWT secret when not set
+    deidentification_uid_secret: str = ""
     retry_after_seconds: int = 5
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        return [origin.strip() for origin in value.split(",") if origin.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> "Settings":
@@ -62,6 +81,7 @@ class Settings(DatabaseSettings):
     def _development_secret(self) -> "Settings":
         if not self.jwt_secret:
             self.jwt_secret = secrets.token_urlsafe(48)  # per process: tokens end with the process
+        self.deidentification_uid_secret = self.deidentification_uid_secret or self.jwt_secret
         return self
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -25,11 +28,18 @@ class ObjectNotFound(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    last_modified: datetime
+
+
 class ObjectStore(Protocol):
     def ensure_bucket(self) -> None: ...
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]: ...
     def check(self) -> None: ...
 
 
@@ -75,6 +85,12 @@ class S3ObjectStore:
     def delete(self, key: str) -> None:
         with _unavailable_on_error():
             self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        with _unavailable_on_error():
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"], item["LastModified"])
 
     def check(self) -> None:
         with _unavailable_on_error():
@@ -122,6 +138,12 @@ class LocalObjectStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix):
+                yield StoredObject(key, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))
 
     def check(self) -> None:
         if not self.root.is_dir():

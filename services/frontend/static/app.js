@@ -1,48 +1,89 @@
-// Entry point: wires the views together and switches between sign-in and the workspace.
+// Entry point: sign-in, the pages of the workspace (hash routes), and what happens when the session ends.
 import * as api from "./api.js";
+import { showMessage } from "./dom.js";
 import { forgetImages } from "./images.js";
+import { createAuditView } from "./views/audit.js";
 import { createClassifyView } from "./views/classify.js";
+import { createClientsView } from "./views/clients.js";
 import { createDetailView } from "./views/detail.js";
 import { createHistoryView } from "./views/history.js";
 import { createLoginView } from "./views/login.js";
+import { createUsersView, ROLE_NAMES } from "./views/users.js";
 
-const ROLE_NAMES = { admin: "Administrator", clinician: "Clinician" };
-
-const workspace = document.getElementById("workspace");
+const nav = document.getElementById("nav");
 const sessionBar = document.getElementById("session");
 const sessionUser = document.getElementById("session-user");
+const appError = document.getElementById("app-error");
+
+let currentUser = null;
 
 const login = createLoginView(document.getElementById("login"), { onSignedIn: enterWorkspace });
 const detail = createDetailView(document.getElementById("detail"));
-const history = createHistoryView(document.getElementById("history"), { onOpen: detail.open });
-const classify = createClassifyView(document.getElementById("classify"), {
-  onClassified: (result) => history.showLatest(result.id),
-});
+const views = {
+  classify: createClassifyView(document.getElementById("classify")),
+  history: createHistoryView(document.getElementById("history"), { onOpen: detail.open }),
+  users: createUsersView(document.getElementById("users"), { currentUser: () => currentUser }),
+  clients: createClientsView(document.getElementById("clients")),
+  audit: createAuditView(document.getElementById("audit")),
+};
+const ROUTES = {
+  "#/classify": "classify",
+  "#/history": "history",
+  "#/admin/users": "users",
+  "#/admin/clients": "clients",
+  "#/admin/audit": "audit",
+};
+const ADMIN_PAGES = new Set(["users", "clients", "audit"]);
 
 async function enterWorkspace() {
-  const user = await api.getCurrentUser();
-  sessionUser.textContent = `${user.username} · ${ROLE_NAMES[user.role] ?? user.role}`;
+  currentUser = await api.getCurrentUser();
+  sessionUser.textContent = `${currentUser.username} · ${ROLE_NAMES[currentUser.role] ?? currentUser.role}`;
+  for (const link of nav.querySelectorAll("[data-admin]")) link.hidden = currentUser.role !== "admin";
   login.hide();
+  nav.hidden = false;
   sessionBar.hidden = false;
-  workspace.hidden = false;
-  document.getElementById("classify-heading").focus();
-  history.load();
+  showPage();
+}
+
+/** Shows the page the address names (Classify when it names none, or one this user may not see). */
+function showPage() {
+  if (!currentUser) return;
+  let page = ROUTES[location.hash] ?? "classify";
+  if (ADMIN_PAGES.has(page) && currentUser.role !== "admin") page = "classify";
+  detail.close();
+  for (const [name, view] of Object.entries(views)) {
+    document.getElementById(name).hidden = name !== page;
+    if (name === page) view.load?.();
+  }
+  for (const link of nav.querySelectorAll("a")) {
+    if (link.dataset.page === page) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  document.getElementById(page).querySelector("h1").focus();
 }
 
 function leaveWorkspace(notice) {
+  currentUser = null;
   api.signOut();
   detail.close();
-  classify.reset();
-  history.reset();
+  for (const view of Object.values(views)) view.reset();
   forgetImages();
-  workspace.hidden = true;
+  for (const name of Object.keys(views)) document.getElementById(name).hidden = true;
+  nav.hidden = true;
   sessionBar.hidden = true;
   sessionUser.textContent = "";
+  showMessage(appError, "");
   login.show(notice);
 }
 
 api.onSessionExpired(() => leaveWorkspace("Your session has expired. Please sign in again."));
 document.getElementById("sign-out").addEventListener("click", () => leaveWorkspace("You have signed out."));
+window.addEventListener("hashchange", showPage);
+
+// A bug must not leave a blank or frozen screen without a word.
+const APP_FAILED = "Something went wrong in the app. Please reload the page; your results are saved.";
+window.addEventListener("error", () => showMessage(appError, APP_FAILED));
+window.addEventListener("unhandledrejection", () => showMessage(appError, APP_FAILED));
 
 // A file dropped next to the drop zone would otherwise make the browser open it and leave the app.
 for (const type of ["dragover", "drop"]) {

@@ -13,3 +13,8 @@ export function showMessage(element, text) {
   element.textContent = text ?? "";
   element.hidden = !text;
 }
+
+/** Empties a form's fields without firing its reset event. */
+export function clearFields(form) {
+  for (const field of form.querySelectorAll("input, select")) field.value = "";
+}

@@ -1,7 +1,10 @@
-// How the model's classes are put into words for clinicians.
+// How the model's output is put into words for clinicians.
 
 /** The class whose probability the decision threshold applies to. */
 export const POSITIVE_CLASS = "pneumonia";
+
+/** A positive-class probability this close to the threshold (either side) is marked uncertain. */
+export const UNCERTAINTY_MARGIN = 0.1;
 
 const CLASSES = {
   normal: { name: "Normal", finding: "No pneumonia detected" },
@@ -15,6 +18,11 @@ export function describeClass(label) {
   return { ...known, tone };
 }
 
+/** The labels a result can have, for filters: [label, finding]. */
+export function knownFindings() {
+  return Object.entries(CLASSES).map(([label, { finding }]) => [label, finding]);
+}
+
 export function positiveProbability(result) {
   return result.probabilities?.[POSITIVE_CLASS];
 }
@@ -22,6 +30,30 @@ export function positiveProbability(result) {
 export function modelName(result) {
   return `${result.model_name} v${result.model_version}`;
 }
+
+/** Whether the positive probability lies within UNCERTAINTY_MARGIN of the threshold (0.5 when there is none). */
+export function isUncertain(result) {
+  const probability = positiveProbability(result);
+  const threshold = typeof result.threshold === "number" ? result.threshold : 0.5;
+  return typeof probability === "number" && Math.abs(probability - threshold) < UNCERTAINTY_MARGIN;
+}
+
+/** Whether the model flagged the image as unlike those it was trained on (`ood`, when the result has it). */
+export function isOutOfDistribution(result) {
+  return result.ood === true;
+}
+
+/**
+ * Where the explanation heatmap of a result is, or null: a data: URL or a path under the API.
+ * The gateway does not send one yet; `explanation.heatmap_url` is the expected field.
+ */
+export function heatmapUrl(result) {
+  return result.explanation?.heatmap_url ?? null;
+}
+
+export const UNCERTAIN_NOTE = "Uncertain: the probability is close to the decision threshold. Read with extra care.";
+export const OUT_OF_DISTRIBUTION_NOTE =
+  "Unusual image: it differs from the chest X-rays the model was trained on, so the result may not be reliable.";
 
 export const DISCLAIMER =
   "Decision support only, not a diagnosis. The image must be read and the finding confirmed by a qualified clinician.";

@@ -1,15 +1,24 @@
 // Error messages for clinicians, from the gateway's problem `code` (or the HTTP status).
 
-export const UNSUPPORTED_FILE = "This file type is not supported. Choose a chest X-ray saved as a JPEG or PNG image.";
+export const UNSUPPORTED_FILE =
+  "This file type is not supported. Choose a chest X-ray saved as a JPEG, PNG or DICOM (.dcm) file.";
 
 const TRY_AGAIN = "Please try again in a moment.";
 
 const BY_CODE = {
   invalid_credentials: "The username or password is not correct.",
   unsupported_media_type: UNSUPPORTED_FILE,
-  file_too_large: "This file is too large to upload. Choose a smaller JPEG or PNG image.",
-  empty_file: "The file is empty. Choose a chest X-ray saved as a JPEG or PNG image.",
+  file_too_large: "This file is too large to upload. Choose a smaller image.",
+  empty_file: "The file is empty. Choose a chest X-ray saved as a JPEG, PNG or DICOM file.",
   corrupt_image: "The image could not be read; the file may be damaged. Choose another image.",
+  dicom_without_pixel_data: "This DICOM file holds no image. Choose another file.",
+  dicom_not_renderable: "This DICOM image cannot be shown; its encoding is not supported.",
+  invalid_refresh_token: "Your session has expired. Please sign in again.",
+  refresh_token_reused: "Your session has expired. Please sign in again.",
+  too_many_failed_logins: "Too many failed sign-ins. Please wait a few minutes and try again.",
+  rate_limited: "Too many requests. Please wait a moment and try again.",
+  username_taken: "This username is taken. Choose another one.",
+  cannot_disable_self: "You cannot disable your own account.",
   network_error: "The server could not be reached. Check the network connection and try again.",
   gateway_unavailable: "The server is not available at the moment.",
   inference_unavailable: "The classification service is not available at the moment.",

@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from gateway.db import make_engine
 from gateway.models import Base

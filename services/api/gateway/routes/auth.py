@@ -1,27 +1,122 @@
-from typing import Annotated
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, Response
 
-from gateway import crud
-from gateway.deps import CurrentUser, SessionDep, SettingsDep
+from gateway import identity
+from gateway.deps import CurrentPrincipal, RequestContextDep, SessionDep, SettingsDep, TokenClaims
 from gateway.errors import ProblemError
-from gateway.schemas import Problem, Token, UserOut
-from gateway.security import create_access_token
+from gateway.identity import IssuedTokens
+from gateway.principals import Principal
+from gateway.schemas import PrincipalOut, Problem, Token
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/token", response_model=Token, responses={401: {"model": Problem}})
-def login(session: SessionDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
-    """OAuth2 password flow: a username and password for a short-lived bearer token."""
-    user = crud.authenticate(session, form.username, form.password)
-    if user is None:
-        raise ProblemError(401, "invalid_credentials", "wrong username or password", {"WWW-Authenticate": "Bearer"})
-    token, expires_in = create_access_token(str(user.id), user.role, settings)
-    return Token(access_token=token, expires_in=expires_in)
+@dataclass
+class TokenRequest:
+    """The OAuth2 token request: the password grant, or client credentials in the form or HTTP Basic."""
+
+    grant_type: Literal["password", "client_credentials"]
+    username: str | None
+    password: str | None
+    client_id: str | None
+    client_secret: str | None
 
 
-@router.get("/me", response_model=UserOut, responses={401: {"model": Problem}})
-def me(user: CurrentUser):
-    return user
+def token_request(
+    request: Request,
+    grant_type: Annotated[Literal["password", "client_credentials"], Form()] = "password",
+    username: Annotated[str | None, Form()] = None,
+    password: Annotated[str | None, Form()] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+) -> TokenRequest:
+    basic = _basic_credentials(request.headers.get("authorization", ""))
+    if basic and not client_id:
+        client_id, client_secret = basic
+    return TokenRequest(grant_type, username, password, client_id, client_secret)
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return client_id, secret
+
+
+def _token(issued: IssuedTokens) -> Token:
+    return Token(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        refresh_expires_in=issued.refresh_expires_in,
+    )
+
+
+def _missing(fields: str) -> ProblemError:
+    return ProblemError(422, "invalid_request", f"{fields} are required for this grant type")
+
+
+_AUTH_ERRORS = {401: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem}}
+
+
+@router.post("/auth/token", response_model=Token, response_model_exclude_none=True, responses=_AUTH_ERRORS)
+def issue_token(
+    session: SessionDep,
+    settings: SettingsDep,
+    context: RequestContextDep,
+    form: Annotated[TokenRequest, Depends(token_request)],
+):
+    """OAuth2 token endpoint: the password grant (with a refresh token) or client credentials (API clients)."""
+    if form.grant_type == "client_credentials":
+        if not (form.client_id and form.client_secret):
+            raise _missing("client_id and client_secret")
+        issued = identity.login_with_client_credentials(session, settings, context, form.client_id, form.client_secret)
+    else:
+        if not (form.username and form.password):
+            raise _missing("username and password")
+        issued = identity.login_with_password(session, settings, context, form.username, form.password)
+    return _token(issued)
+
+
+@router.post("/auth/refresh", response_model=Token, response_model_exclude_none=True, responses=_AUTH_ERRORS)
+def refresh_token(
+    session: SessionDep, settings: SettingsDep, context: RequestContextDep, refresh_token: Annotated[str, Form()]
+):
+    """Trade a refresh token for new tokens; each refresh token works once."""
+    return _token(identity.refresh(session, settings, context, refresh_token))
+
+
+@router.post("/auth/logout", status_code=204, response_class=Response, responses={401: {"model": Problem}})
+def logout(
+    session: SessionDep,
+    context: RequestContextDep,
+    principal: CurrentPrincipal,
+    claims: TokenClaims,
+    refresh_token: Annotated[str | None, Form()] = None,
+):
+    """Revoke this access token (until it expires) and, when given, the refresh token's session."""
+    identity.logout(session, context, principal, claims, refresh_token)
+
+
+@router.get("/me", response_model=PrincipalOut, responses={401: {"model": Problem}})
+def me(principal: CurrentPrincipal):
+    return principal_out(principal)
+
+
+def principal_out(principal: Principal) -> PrincipalOut:
+    return PrincipalOut(
+        id=principal.id,
+        username=principal.name,
+        role=principal.role,
+        kind=principal.kind,
+        is_active=principal.is_active,
+        created_at=principal.created_at,
+    )

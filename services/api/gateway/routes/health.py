@@ -5,15 +5,17 @@ from sqlalchemy import text
 from gateway.deps import InferenceDep, SessionDep, StoreDep
 from gateway.storage import StorageUnavailable
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(tags=["health"])
 
 
-@router.get("/live")
+@router.get("/health/live")
+@router.get("/healthz")
 def live():
     return {"live": True}
 
 
-@router.get("/ready")
+@router.get("/health/ready")
+@router.get("/readyz")
 def ready(session: SessionDep, store: StoreDep, inference: InferenceDep):
     """Ready when the database, the object store and the inference service all answer."""
     checks = {"database": _database_ok(session), "storage": _storage_ok(store), "inference": inference.ready()}

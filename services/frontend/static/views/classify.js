@@ -1,95 +1,87 @@
-// Choosing an X-ray (picker or drag and drop), its preview, and classifying it.
-import * as api from "../api.js";
-import { showMessage } from "../dom.js";
-import { formatBytes } from "../format.js";
-import { errorMessage, isRetryable, UNSUPPORTED_FILE } from "../messages.js";
-import { renderResult } from "./result.js";
+// The classify page: choose one or several files (picker or drag and drop), preview them, send them one by one.
+import { createCase } from "./case.js";
 
-const ACCEPTED_TYPES = ["image/jpeg", "image/png"];
-const ACCEPTED_NAME = /\.(jpe?g|png)$/i;
-
-export function createClassifyView(section, { onClassified }) {
+export function createClassifyView(section) {
   const input = section.querySelector("#file-input");
   const dropZone = section.querySelector("[data-role=drop-zone]");
-  const preview = section.querySelector("[data-role=preview]");
-  const previewImage = preview.querySelector("img");
-  const previewCaption = preview.querySelector("figcaption");
-  const previewNote = section.querySelector("[data-role=preview-note]");
   const classifyButton = section.querySelector("[data-role=classify]");
   const clearButton = section.querySelector("[data-role=clear]");
-  const status = section.querySelector("[data-role=status]");
-  const error = section.querySelector("[data-role=error]");
-  const resultPanel = section.querySelector("[data-role=result]");
-  const placeholder = resultPanel.firstElementChild;
+  const summary = section.querySelector("[data-role=summary]");
+  const progress = section.querySelector("[data-role=progress]");
+  const progressBar = progress.querySelector("progress");
+  const progressLabel = progress.querySelector("[role=status]");
+  const list = section.querySelector("[data-role=cases]");
 
-  let file = null;
-  let previewUrl = null;
-  let generation = 0; // bumps on reset, so a late response cannot show after sign-out
+  let cases = [];
+  let running = false;
+  let generation = 0; // bumps on reset, so a run cannot go on after sign-out
 
-  function choose(candidate) {
-    reset();
-    if (!ACCEPTED_TYPES.includes(candidate.type) && !ACCEPTED_NAME.test(candidate.name)) {
-      showMessage(error, UNSUPPORTED_FILE);
-      return;
-    }
-    file = candidate;
-    previewUrl = URL.createObjectURL(file);
-    previewImage.src = previewUrl;
-    previewImage.alt = `Preview of ${file.name}`;
-    previewCaption.textContent = `${file.name} · ${formatBytes(file.size)}`;
-    preview.hidden = false;
-    classifyButton.disabled = false;
-    clearButton.hidden = false;
+  function choose(files) {
+    const added = [...files].map((file) => createCase(file, { onRemove: remove }));
+    cases.push(...added);
+    list.append(...added.map((item) => item.element));
+    progressLabel.textContent = "";
+    progress.hidden = true;
+    update();
   }
 
-  async function classify() {
+  function remove(item) {
+    item.dispose();
+    cases = cases.filter((other) => other !== item);
+    update();
+    if (!cases.length) input.focus();
+  }
+
+  async function classifyPending() {
     const run = generation;
-    classifyButton.disabled = true;
-    resultPanel.setAttribute("aria-busy", "true");
-    showMessage(error, "");
-    showMessage(status, "Classifying the image…");
-    try {
-      const result = await api.classify(file);
-      if (run !== generation) return;
-      resultPanel.replaceChildren(renderResult(result));
-      showMessage(status, "");
-      onClassified(result);
-    } catch (failure) {
-      if (run !== generation) return;
-      showMessage(status, "");
-      showMessage(error, errorMessage(failure));
-      classifyButton.disabled = !isRetryable(failure);
-    } finally {
-      resultPanel.removeAttribute("aria-busy");
+    const batch = cases.filter((item) => item.pending);
+    running = true;
+    update();
+    progress.hidden = false;
+    let failed = 0;
+    for (const [index, item] of batch.entries()) {
+      if (!cases.includes(item)) continue; // removed while waiting its turn
+      progressBar.max = batch.length;
+      progressBar.value = index;
+      progressLabel.textContent = `Classifying ${index + 1} of ${batch.length}…`;
+      try {
+        await item.classify();
+        if (run !== generation) return;
+      } catch {
+        if (run !== generation) return;
+        failed += 1;
+      }
     }
+    progressBar.value = batch.length;
+    progressLabel.textContent = failed
+      ? `${batch.length - failed} of ${batch.length} classified; ${failed} could not be classified.`
+      : `${batch.length} of ${batch.length} classified.`;
+    running = false;
+    update();
+  }
+
+  function update() {
+    const pending = cases.filter((item) => item.pending).length;
+    classifyButton.disabled = running || pending === 0;
+    clearButton.hidden = cases.length === 0;
+    clearButton.disabled = running;
+    summary.textContent = pending ? `${pending} ${pending === 1 ? "image" : "images"} ready` : "";
   }
 
   function reset() {
     generation += 1;
-    file = null;
-    if (previewUrl) URL.revokeObjectURL(previewUrl);
-    previewUrl = null;
-    previewImage.removeAttribute("src");
-    previewImage.hidden = false;
-    preview.hidden = true;
-    showMessage(previewNote, "");
-    classifyButton.disabled = true;
-    clearButton.hidden = true;
-    showMessage(status, "");
-    showMessage(error, "");
-    resultPanel.replaceChildren(placeholder);
+    running = false;
+    for (const item of cases) item.dispose();
+    cases = [];
+    progress.hidden = true;
+    update();
   }
 
   input.addEventListener("change", () => {
-    if (input.files.length) choose(input.files[0]);
+    if (input.files.length) choose(input.files);
     input.value = ""; // so that choosing the same file again is noticed
   });
-  previewImage.addEventListener("error", () => {
-    if (!file) return;
-    previewImage.hidden = true;
-    showMessage(previewNote, "The preview cannot be shown; the file may not be a valid image.");
-  });
-  classifyButton.addEventListener("click", classify);
+  classifyButton.addEventListener("click", classifyPending);
   clearButton.addEventListener("click", () => {
     reset();
     input.focus();
@@ -103,7 +95,7 @@ export function createClassifyView(section, { onClassified }) {
   dropZone.addEventListener("drop", (event) => {
     event.preventDefault();
     dropZone.classList.remove("is-dragging");
-    if (event.dataTransfer.files.length) choose(event.dataTransfer.files[0]);
+    if (event.dataTransfer.files.length) choose(event.dataTransfer.files);
   });
 
   return { reset };

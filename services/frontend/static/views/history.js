@@ -1,55 +1,106 @@
-// The table of past results, newest first, a page at a time; thumbnails load when scrolled into view.
+// The history page: past results with filters (label, date range, model), sortable columns and pages.
 import * as api from "../api.js";
-import { el, showMessage } from "../dom.js";
-import { formatDateTime, formatPercent } from "../format.js";
-import { loadImageInto } from "../images.js";
-import { describeClass, modelName, positiveProbability } from "../labels.js";
+import { clearFields, el, showMessage } from "../dom.js";
+import { dayRange, formatDateTime, formatPercent } from "../format.js";
+import { resultImageUrl } from "../images.js";
+import { describeClass, knownFindings, modelName, positiveProbability } from "../labels.js";
 import { errorMessage } from "../messages.js";
+import { createPager } from "./pager.js";
+import { warningTags } from "./result.js";
 
 const PAGE_SIZE = 20;
+const COLUMNS = { created_at: "Time", label: "Result", model_name: "Model" };
+const FIRST_DIRECTION = { created_at: "-", label: "", model_name: "" }; // newest first; names A to Z
 
 export function createHistoryView(section, { onOpen }) {
-  const rows = section.querySelector("tbody");
-  const table = section.querySelector("table");
-  const empty = section.querySelector("[data-role=empty]");
+  const form = section.querySelector("[data-role=filters]");
+  const table = section.querySelector("[data-role=table]");
+  const rows = table.querySelector("tbody");
+  const loading = section.querySelector("[data-role=loading]");
   const error = section.querySelector("[data-role=error]");
-  const range = section.querySelector("[data-role=range]");
-  const previous = section.querySelector("[data-role=previous]");
-  const next = section.querySelector("[data-role=next]");
-  const refresh = section.querySelector("[data-role=refresh]");
+  const empty = section.querySelector("[data-role=empty]");
+  const models = section.querySelector("#history-models");
+  const pager = createPager(section.querySelector("[data-role=pager]"), { onOffset: (value) => load({ offset: value }) });
 
+  form.elements.label.append(...knownFindings().map(([label, finding]) => el("option", { value: label, textContent: finding })));
+  const sortButtons = [...table.querySelectorAll("th[data-sort]")].map((header) => {
+    const column = header.dataset.sort;
+    const button = el("button", { type: "button", className: "sort-button", textContent: COLUMNS[column] });
+    button.addEventListener("click", () => {
+      const flipped = sort === column ? `-${column}` : sort === `-${column}` ? column : null;
+      load({ sort: flipped ?? FIRST_DIRECTION[column] + column, offset: 0 });
+    });
+    header.append(button);
+    return header;
+  });
+
+  let sort = "-created_at";
   let offset = 0;
   let generation = 0; // bumps on every load and reset; stale responses are dropped
+  const knownModels = new Set();
   const thumbnails = new IntersectionObserver(loadVisibleThumbnails, { rootMargin: "200px" });
   const resultOfThumbnail = new WeakMap();
 
-  async function load({ highlightId = null } = {}) {
+  function filters() {
+    const values = Object.fromEntries(new FormData(form));
+    return { label: values.label, model: values.model.trim(), ...dayRange(values.since, values.until) };
+  }
+
+  function hasFilters() {
+    return Object.values(filters()).some(Boolean);
+  }
+
+  async function load(changes = {}) {
+    sort = changes.sort ?? sort;
+    offset = changes.offset ?? offset;
     const run = ++generation;
     section.setAttribute("aria-busy", "true");
+    showMessage(error, "");
+    loading.hidden = false;
     try {
-      const page = await api.listResults({ limit: PAGE_SIZE, offset });
-      if (run !== generation) return;
-      showMessage(error, "");
-      render(page, highlightId);
+      const page = await api.listResults({ ...filters(), sort, limit: PAGE_SIZE, offset });
+      if (run === generation) render(page);
     } catch (failure) {
       if (run === generation) showMessage(error, errorMessage(failure));
     } finally {
-      if (run === generation) section.removeAttribute("aria-busy");
+      if (run === generation) {
+        section.removeAttribute("aria-busy");
+        loading.hidden = true;
+      }
     }
   }
 
-  function render(page, highlightId) {
+  function render(page) {
     thumbnails.disconnect();
-    rows.replaceChildren(...page.items.map((result) => renderRow(result, result.id === highlightId)));
+    rows.replaceChildren(...page.items.map(renderRow));
     table.hidden = page.items.length === 0;
-    empty.hidden = page.items.length > 0;
-    const last = page.offset + page.items.length;
-    range.textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "";
-    previous.disabled = page.offset === 0;
-    next.disabled = last >= page.total;
+    showEmpty(page.items.length === 0);
+    pager.show(page);
+    showSort();
+    for (const result of page.items) knownModels.add(result.model_name);
+    models.replaceChildren(...[...knownModels].sort().map((name) => el("option", { value: name })));
   }
 
-  function renderRow(result, isNew) {
+  function showEmpty(isEmpty) {
+    empty.hidden = !isEmpty;
+    const filtered = hasFilters();
+    empty.querySelector("[data-role=empty-title]").textContent = filtered
+      ? "No results match these filters."
+      : "No classifications yet.";
+    empty.querySelector("[data-role=empty-hint]").textContent = filtered
+      ? "Change or clear the filters to see more results."
+      : "Results appear here once an image has been classified.";
+  }
+
+  function showSort() {
+    for (const header of sortButtons) {
+      const column = header.dataset.sort;
+      const direction = sort === column ? "ascending" : sort === `-${column}` ? "descending" : "none";
+      header.setAttribute("aria-sort", direction);
+    }
+  }
+
+  function renderRow(result) {
     const finding = describeClass(result.label);
     const thumbnail = el("img", { className: "thumbnail", alt: "", width: 56, height: 56 });
     resultOfThumbnail.set(thumbnail, result);
@@ -63,10 +114,19 @@ export function createHistoryView(section, { onOpen }) {
     open.addEventListener("click", () => onOpen(result));
     const row = el(
       "tr",
-      { className: isNew ? "is-new" : "" },
+      {},
       el("td", {}, thumbnail),
       el("td", {}, open),
-      el("td", {}, el("span", { className: `tag tag--${finding.tone}`, textContent: finding.finding })),
+      el(
+        "td",
+        {},
+        el(
+          "span",
+          { className: "tags" },
+          el("span", { className: `tag tag--${finding.tone}`, textContent: finding.finding }),
+          ...warningTags(result),
+        ),
+      ),
       el("td", { className: "numeric", textContent: formatPercent(positiveProbability(result)) }),
       el("td", { textContent: modelName(result) }),
       el("td", { textContent: result.created_by }),
@@ -82,36 +142,35 @@ export function createHistoryView(section, { onOpen }) {
   function loadVisibleThumbnails(entries) {
     for (const entry of entries.filter((item) => item.isIntersecting)) {
       thumbnails.unobserve(entry.target);
-      loadImageInto(entry.target, resultOfThumbnail.get(entry.target)).catch(() => {
-        entry.target.classList.add("is-missing");
-      });
+      resultImageUrl(resultOfThumbnail.get(entry.target).id).then(
+        (url) => (entry.target.src = url),
+        () => entry.target.classList.add("is-missing"),
+      );
     }
   }
 
-  previous.addEventListener("click", () => {
-    offset = Math.max(0, offset - PAGE_SIZE);
-    load();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    load({ offset: 0 });
   });
-  next.addEventListener("click", () => {
-    offset += PAGE_SIZE;
-    load();
-  });
-  refresh.addEventListener("click", () => load());
+  // After the reset has cleared the fields.
+  form.addEventListener("reset", () => setTimeout(() => load({ offset: 0 })));
+  section.querySelector("[data-role=refresh]").addEventListener("click", () => load());
 
   return {
-    /** Loads the current page. */
+    /** Loads the current page with the current filters. */
     load,
-    /** Goes to the first page and marks the result just classified. */
-    showLatest(resultId) {
-      offset = 0;
-      return load({ highlightId: resultId });
-    },
     reset() {
       generation += 1;
+      clearFields(form);
+      sort = "-created_at";
       offset = 0;
+      knownModels.clear();
       thumbnails.disconnect();
       rows.replaceChildren();
-      range.textContent = "";
+      table.hidden = true;
+      empty.hidden = true;
+      pager.clear();
       showMessage(error, "");
     },
   };

@@ -1,14 +1,25 @@
-// One classification result: the finding in words, a bar per class, threshold and model.
+// One classification result: the finding in words, warnings, a bar per class, threshold and model.
 import { el } from "../dom.js";
 import { formatDateTime, formatPercent } from "../format.js";
-import { describeClass, DISCLAIMER, modelName, POSITIVE_CLASS } from "../labels.js";
+import {
+  describeClass,
+  DISCLAIMER,
+  isOutOfDistribution,
+  isUncertain,
+  modelName,
+  OUT_OF_DISTRIBUTION_NOTE,
+  POSITIVE_CLASS,
+  UNCERTAIN_NOTE,
+} from "../labels.js";
 
-export function renderResult(result) {
+/** `extraFacts`: more [term, description] pairs, e.g. the image's DICOM attributes in the detail view. */
+export function renderResult(result, extraFacts = []) {
   const finding = describeClass(result.label);
   return el(
     "div",
     { className: "result" },
     el("p", { className: `finding finding--${finding.tone}`, textContent: finding.finding }),
+    ...renderWarnings(result),
     renderProbabilities(result),
     el(
       "dl",
@@ -17,9 +28,25 @@ export function renderResult(result) {
       ...fact("Model", modelName(result)),
       ...fact("Classified", formatDateTime(result.created_at)),
       ...fact("Submitted by", result.created_by),
+      ...extraFacts.flatMap(([term, description]) => fact(term, description)),
     ),
     el("p", { className: "disclaimer", textContent: DISCLAIMER }),
   );
+}
+
+/** The short marks a table row shows next to the finding. */
+export function warningTags(result) {
+  const tags = [];
+  if (isUncertain(result)) tags.push(el("span", { className: "tag tag--warning", textContent: "Uncertain" }));
+  if (isOutOfDistribution(result)) tags.push(el("span", { className: "tag tag--warning", textContent: "Unusual image" }));
+  return tags;
+}
+
+function renderWarnings(result) {
+  const notes = [];
+  if (isUncertain(result)) notes.push(UNCERTAIN_NOTE);
+  if (isOutOfDistribution(result)) notes.push(OUT_OF_DISTRIBUTION_NOTE);
+  return notes.map((note) => el("p", { className: "warning", textContent: note }));
 }
 
 function renderProbabilities(result) {

@@ -1,0 +1,155 @@
+"""POST /classify through the whole gateway (Postgres, S3 over HTTP, inference) beside the
+inference service's own image call, at several concurrencies; then rows vs objects.
+
+    .venv/bin/python benchmarks/gateway_benchmark.py [--requests 48] [--concurrency 1 8 32]
+
+Starts every service as a local process exactly as the test suite does (a throw-away
+database on the Postgres at TEST_POSTGRES_DSN, moto's S3 server, the committed model) and
+prints one table. Rate limiting is turned off for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "tests")]
+
+from processes import PYTHON, ServiceProcess, free_port, gateway_process, inference_process, run_prestart  # noqa: E402
+from support import POSTGRES_ADMIN_DSN, login, throwaway_database  # noqa: E402
+
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+MODEL = "pneumonia-xray"
+BUCKET = "cxr-benchmark"
+
+
+def measure(send, requests: int, concurrency: int) -> tuple[float, float, float]:
+    """(requests per second, p50 ms, p99 ms) of `requests` calls of send() from `concurrency` threads."""
+
+    def timed(_):
+        started = time.perf_counter()
+        send()
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = sorted(pool.map(timed, range(requests)))
+    elapsed = time.perf_counter() - started
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    return requests / elapsed, statistics.median(latencies), p99
+
+
+def checked(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise RuntimeError(f"{response.request.url} answered {response.status_code}: {response.text[:300]}")
+
+
+def reconcile(database_url: str, s3_client) -> str:
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql")) as connection:
+        rows = {key for (key,) in connection.execute("SELECT object_key FROM images")}
+    objects = set()
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        objects |= {item["Key"] for item in page.get("Contents", [])}
+    orphans, missing = len(objects - rows), len(rows - objects)
+    return f"rows {len(rows)}, objects {len(objects)}, objects without rows {orphans}, rows without objects {missing}"
+
+
+def table_row(*cells) -> str:
+    widths = (11, 13, 8, 8, 15, 8, 8)
+    texts = [f"{c:>{w}.1f}" if isinstance(c, float) else f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)]
+    return f"{texts[0]} | {' '.join(texts[1:4])} | {' '.join(texts[4:])}"
+
+
+@contextmanager
+def running_services(logs: Path):
+    """moto S3, the inference service and a migrated gateway on a throw-away database; yields the gateway's env."""
+    s3_port, inference_port, gateway_port = free_port(), free_port(), free_port()
+    s3_args = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
+    s3 = ServiceProcess("s3", s3_args, {}, f"http://127.0.0.1:{s3_port}/moto-api/", logs / "s3.log")
+    models = {"INFERENCE_MODEL_REPOSITORY": str(REPO_ROOT / "models")}
+    inference = inference_process(inference_port, models, logs / "inference.log")
+    started: list[ServiceProcess] = []
+    with throwaway_database(POSTGRES_ADMIN_DSN, "cxr_benchmark") as database_url:
+        try:
+            started += [s3.start(), inference.start()]
+            env = {
+                "ENVIRONMENT": "production",
+                "DATABASE_URL": database_url,
+                "JWT_SECRET": uuid.uuid4().hex * 2,
+                "INFERENCE_URL": f"http://127.0.0.1:{inference_port}",
+                "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+                "S3_BUCKET": BUCKET,
+                "S3_ACCESS_KEY_ID": "benchmark",
+                "S3_SECRET_ACCESS_KEY": "benchmark",
+                "FIRST_ADMIN_USERNAME": "admin",
+                "FIRST_ADMIN_PASSWORD": "admin-" + uuid.uuid4().hex,
+                "RATE_LIMIT_PER_MINUTE": "0",
+                "GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+            }
+            run_prestart(env)
+            started.append(gateway_process(gateway_port, env, logs / "gateway.log").start())
+            yield env
+        finally:
+            for service in reversed(started):
+                service.stop()
+
+
+def run(requests: int, concurrencies: list[int]) -> None:
+    import boto3
+
+    image = sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0].read_bytes()
+    logs = Path(tempfile.mkdtemp(prefix="cxr-benchmark-"))
+    with running_services(logs) as env:
+        token = login(env["GATEWAY_URL"], "admin", env["FIRST_ADMIN_PASSWORD"])
+        limits = httpx.Limits(max_connections=max(concurrencies))
+        auth = {"Authorization": f"Bearer {token}"}
+        with (
+            httpx.Client(base_url=env["GATEWAY_URL"], headers=auth, timeout=120, limits=limits) as gateway,
+            httpx.Client(base_url=env["INFERENCE_URL"], timeout=120, limits=limits) as direct,
+        ):
+
+            def via_gateway():
+                checked(gateway.post("/classify", files={"file": ("x.jpg", image)}), 201)
+
+            def direct_inference():
+                headers = {"Content-Type": "image/jpeg"}
+                checked(direct.post(f"/v2/models/{MODEL}/classify", content=image, headers=headers), 200)
+
+            via_gateway(), direct_inference()  # warm-up: model loaded, connections open
+            print(f"{requests} requests per cell; one {len(image)}-byte JPEG; logs in {logs}\n")
+            print(table_row("concurrency", "gateway req/s", "p50 ms", "p99 ms", "inference req/s", "p50 ms", "p99 ms"))
+            print("-" * 84)
+            for concurrency in concurrencies:
+                through_gateway = measure(via_gateway, requests, concurrency)
+                print(table_row(concurrency, *through_gateway, *measure(direct_inference, requests, concurrency)))
+        s3_client = boto3.client(
+            "s3",
+            endpoint_url=env["S3_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="benchmark",
+            aws_secret_access_key="benchmark",
+        )
+        print(f"\nreconciliation: {reconcile(env['DATABASE_URL'], s3_client)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level and target")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    arguments = parser.parse_args()
+    run(arguments.requests, arguments.concurrency)
+
+
+if __name__ == "__main__":
+    main()

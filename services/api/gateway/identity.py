@@ -1,0 +1,220 @@
+"""Sign-in flows: passwords (with refresh tokens), client credentials, refresh rotation, logout.
+
+Every outcome is written to the audit trail. Failed attempts are throttled per account name
+and address, and an unknown account costs the same Argon2 verification as a known one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from gateway import audit, crud
+from gateway.errors import ProblemError
+from gateway.models import ApiClient, LoginThrottle, RefreshToken, User, as_utc, utcnow
+from gateway.principals import Principal, RequestContext
+from gateway.security import (
+    InvalidToken,
+    create_access_token,
+    decode_access_token,
+    fingerprint,
+    hash_password,
+    new_secret,
+    verify_password,
+)
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None
+
+
+def unauthorized(code: str, detail: str) -> ProblemError:
+    return ProblemError(401, code, detail, {"WWW-Authenticate": "Bearer"})
+
+
+# throttling
+
+
+def _throttle_key(action: str, account_name: str, ip: str | None) -> str:
+    return hashlib.sha256(f"{action}\0{account_name.lower()}\0{ip or ''}".encode()).hexdigest()
+
+
+def _seconds_locked(session: Session, key: str) -> int:
+    throttle = crud.get_login_throttle(session, key)
+    if throttle is None or throttle.locked_until is None:
+        return 0
+    return max(0, math.ceil((as_utc(throttle.locked_until) - utcnow()).total_seconds()))
+
+
+def _count_failure(session: Session, key: str, settings: Settings) -> None:
+    throttle = crud.get_login_throttle(session, key) or LoginThrottle(key=key, failures=0)
+    throttle.failures += 1
+    if throttle.failures >= settings.login_max_failures:
+        throttle.failures, throttle.locked_until = 0, utcnow() + timedelta(seconds=settings.login_lockout_seconds)
+    crud.save_login_throttle(session, throttle)
+
+
+Account = TypeVar("Account", User, ApiClient)
+
+
+@dataclass(frozen=True)
+class _CredentialCheck(Generic[Account]):
+    """How one grant finds its accounts and what it answers when the credentials are wrong."""
+
+    action: str
+    find: Callable[[Session, str], Account | None]
+    wrong_code: str
+    wrong_detail: str
+
+
+_PASSWORD = _CredentialCheck(
+    "auth.login", crud.get_user_by_username, "invalid_credentials", "wrong username or password"
+)
+_CLIENT = _CredentialCheck(
+    "auth.client_token", crud.get_client_by_client_id, "invalid_client", "wrong client id or secret"
+)
+
+
+def _authenticate(
+    session: Session,
+    settings: Settings,
+    context: RequestContext,
+    check: _CredentialCheck[Account],
+    name: str,
+    secret: str,
+) -> Account:
+    """The active account with this name and secret; throttled per name and address, audited either way.
+
+    An unknown name costs the same Argon2 verification as a known one, so timing does not tell them apart.
+    """
+    key = _throttle_key(check.action, name, context.ip)
+    if wait := _seconds_locked(session, key):
+        audit.record(session, context, check.action, "denied", actor_name=name, detail="too many failures")
+        detail = f"too many failed sign-ins; retry in {wait} s"
+        raise ProblemError(429, "too_many_failed_logins", detail, {"Retry-After": str(wait)})
+    account = check.find(session, name)
+    if not verify_password(secret, account.credential_hash if account else None) or not account.is_active:
+        _count_failure(session, key, settings)
+        audit.record(session, context, check.action, "failure", actor_name=name, detail="wrong credentials or disabled")
+        raise unauthorized(check.wrong_code, check.wrong_detail)
+    crud.clear_login_throttle(session, key)
+    audit.record(session, context, check.action, "success", Principal.of(account))
+    return account
+
+
+def _issue_for_user(
+    session: Session, user: User, settings: Settings, family_id: uuid.UUID | None = None
+) -> IssuedTokens:
+    access, expires_in = create_access_token(str(user.id), user.role, "user", settings)
+    refresh = new_secret()
+    lifetime = timedelta(days=settings.refresh_token_days)
+    crud.add_refresh_token(
+        session,
+        RefreshToken(
+            token_hash=fingerprint(refresh),
+            family_id=family_id or uuid.uuid4(),
+            user_id=user.id,
+            expires_at=utcnow() + lifetime,
+        ),
+    )
+    return IssuedTokens(access, expires_in, refresh, int(lifetime.total_seconds()))
+
+
+def login_with_password(
+    session: Session, settings: Settings, context: RequestContext, username: str, password: str
+) -> IssuedTokens:
+    """The password grant: an access token and a refresh token that starts a new family."""
+    user = _authenticate(session, settings, context, _PASSWORD, username, password)
+    return _issue_for_user(session, user, settings)
+
+
+def login_with_client_credentials(
+    session: Session, settings: Settings, context: RequestContext, client_id: str, secret: str
+) -> IssuedTokens:
+    """The client-credentials grant: an access token only (a client just asks again)."""
+    client = _authenticate(session, settings, context, _CLIENT, client_id, secret)
+    access, expires_in = create_access_token(str(client.id), client.role, "client", settings)
+    return IssuedTokens(access, expires_in)
+
+
+def create_client(session: Session, name: str) -> tuple[ApiClient, str]:
+    """A new API client and its secret, which is shown this once and stored only hashed."""
+    secret = new_secret()
+    client = ApiClient(
+        client_id=f"cxr-{secrets.token_hex(8)}", name=name, hashed_secret=hash_password(secret), role="service"
+    )
+    return crud.add_client(session, client), secret
+
+
+def rotate_client_secret(session: Session, client: ApiClient) -> str:
+    secret = new_secret()
+    crud.set_client_secret(session, client, hash_password(secret))
+    return secret
+
+
+# refresh and logout
+
+
+def refresh(session: Session, settings: Settings, context: RequestContext, refresh_token: str) -> IssuedTokens:
+    """A new access and refresh token for an unused one; presenting a used one revokes its whole family."""
+    stored = crud.get_refresh_token(session, fingerprint(refresh_token))
+    if stored is None:
+        audit.record(session, context, "auth.refresh", "failure", detail="unknown refresh token")
+        raise unauthorized("invalid_refresh_token", "the refresh token is not valid")
+    user = crud.get_user(session, stored.user_id)
+    actor = Principal.of(user)
+    if stored.revoked_at or stored.used_at or not crud.mark_refresh_token_used(session, stored):
+        crud.revoke_refresh_family(session, stored.family_id)
+        audit.record(
+            session, context, "auth.refresh", "denied", actor, detail="refresh token reused or revoked; family revoked"
+        )
+        raise unauthorized("refresh_token_reused", "the refresh token was already used or revoked; sign in again")
+    if as_utc(stored.expires_at) <= utcnow() or not user.is_active:
+        audit.record(session, context, "auth.refresh", "failure", actor, detail="expired or account disabled")
+        raise unauthorized("invalid_refresh_token", "the refresh token has expired or the account is disabled")
+    audit.record(session, context, "auth.refresh", "success", actor)
+    return _issue_for_user(session, user, settings, stored.family_id)
+
+
+def logout(
+    session: Session, context: RequestContext, principal: Principal, claims: dict, refresh_token: str | None
+) -> None:
+    """Revokes the presented access token until it expires, and the refresh token's family if given."""
+    crud.revoke_access_token(session, claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc))
+    stored = crud.get_refresh_token(session, fingerprint(refresh_token)) if refresh_token else None
+    if stored and stored.user_id == principal.id:
+        crud.revoke_refresh_family(session, stored.family_id)
+    audit.record(session, context, "auth.logout", "success", principal)
+
+
+# access tokens
+
+
+def authenticate_token(session: Session, settings: Settings, token: str | None) -> tuple[Principal, dict]:
+    """The active principal behind a valid, unrevoked access token, and the token's claims."""
+    if not token:
+        raise unauthorized("not_authenticated", "a bearer token is required")
+    try:
+        claims = decode_access_token(token, settings)
+        subject = uuid.UUID(claims["sub"])
+    except (InvalidToken, ValueError) as exc:
+        raise unauthorized("not_authenticated", f"the token is not valid: {exc}") from exc
+    if crud.is_access_token_revoked(session, claims["jti"]):
+        raise unauthorized("not_authenticated", "the token has been revoked")
+    account = crud.get_client(session, subject) if claims.get("kind") == "client" else crud.get_user(session, subject)
+    if account is None or not account.is_active:
+        raise unauthorized("not_authenticated", "the account does not exist or is disabled")
+    return Principal.of(account), claims

@@ -1,0 +1,40 @@
+"""Who is calling: a signed-in user or an API client, behind one type."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from gateway.models import ApiClient, User
+
+PrincipalKind = Literal["user", "client"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    id: uuid.UUID
+    name: str
+    role: str
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, account: User | ApiClient) -> Principal:
+        if isinstance(account, ApiClient):
+            return cls("client", account.id, account.name, account.role, account.is_active, account.created_at)
+        return cls("user", account.id, account.username, account.role, account.is_active, account.created_at)
+
+    @property
+    def is_client(self) -> bool:
+        return self.kind == "client"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where a request came from, for the audit trail."""
+
+    ip: str | None
+    request_id: str | None

@@ -1,0 +1,70 @@
+// What the admin tables share: loading, error and empty states, and the row action to disable an account.
+import { el, showMessage } from "../dom.js";
+import { formatDateTime } from "../format.js";
+import { errorMessage } from "../messages.js";
+
+/**
+ * A table in `container` (with data-role table, loading, error and optionally empty) that shows
+ * what `fetchRows` returns: a Promise of <tr> elements. Returns { load, clear }.
+ */
+export function createTableLoader(container, fetchRows) {
+  const table = container.querySelector("[data-role=table]");
+  const rows = table.querySelector("tbody");
+  const loading = container.querySelector("[data-role=loading]");
+  const error = container.querySelector("[data-role=error]");
+  const empty = container.querySelector("[data-role=empty]");
+  let generation = 0;
+
+  async function load() {
+    const run = ++generation;
+    loading.hidden = false;
+    showMessage(error, "");
+    try {
+      const rendered = await fetchRows();
+      if (run !== generation) return;
+      rows.replaceChildren(...rendered);
+      table.hidden = rendered.length === 0;
+      if (empty) empty.hidden = rendered.length > 0;
+    } catch (failure) {
+      if (run === generation) showMessage(error, errorMessage(failure));
+    } finally {
+      if (run === generation) loading.hidden = true;
+    }
+  }
+
+  function clear() {
+    generation += 1;
+    rows.replaceChildren();
+    table.hidden = true;
+    showMessage(error, "");
+  }
+
+  return { load, clear, showError: (failure) => showMessage(error, errorMessage(failure)) };
+}
+
+/** Active or Disabled, as a tag. */
+export function statusCell(isActive) {
+  return el(
+    "td",
+    {},
+    el("span", { className: `tag ${isActive ? "tag--negative" : "tag--neutral"}`, textContent: isActive ? "Active" : "Disabled" }),
+  );
+}
+
+export function dateCell(isoString) {
+  return el("td", { textContent: formatDateTime(isoString) });
+}
+
+/** A "Disable" button for an active account that asks first (there is no way to enable it again). */
+export function disableCell(account, name, disable) {
+  if (!account.is_active) return el("td");
+  const button = el("button", { type: "button", className: "button button--small button--danger", textContent: "Disable" });
+  button.setAttribute("aria-label", `Disable ${name}`);
+  button.addEventListener("click", () => {
+    if (window.confirm(`Disable ${name}? Its sign-ins and tokens stop working at once, and it cannot be enabled again.`)) {
+      button.disabled = true;
+      disable().finally(() => (button.disabled = false));
+    }
+  });
+  return el("td", { className: "row-actions" }, button);
+}

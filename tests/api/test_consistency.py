@@ -1,0 +1,111 @@
+"""Rows and objects stay consistent: a failed database write removes its object; the reaper removes orphans."""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from processes import PYTHON, REPO_ROOT
+
+
+def run_reaper(gateway, minutes: float) -> str:
+    completed = subprocess.run(
+        [PYTHON, "-m", "gateway.reaper", "--older-than-minutes", str(minutes)],
+        env={**os.environ, **gateway.env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_the_reaper_removes_old_orphans_and_keeps_referenced_objects(gateway, admin_client, s3_server, sample_xrays):
+    kept = admin_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())}).json()
+    orphan = f"images/2026/01/01/{uuid.uuid4()}.jpg"  # as a crash between the object and the row would leave
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=orphan, Body=b"\xff\xd8\xff orphan")
+
+    assert "0 orphaned objects removed" in run_reaper(gateway, minutes=10)  # still inside the grace period
+    assert orphan in s3_server.keys()
+
+    output = run_reaper(gateway, minutes=0)
+
+    assert f"removed orphan {orphan}" in output
+    assert orphan not in s3_server.keys()
+    assert admin_client.get(kept["image"]["url"]).status_code == 200  # objects with rows are untouched
+
+
+def test_every_result_row_has_its_object(database, s3_server):
+    keys = {row[0] for row in database.execute("SELECT object_key FROM images")}
+    assert keys <= set(s3_server.keys())
+
+
+@pytest.fixture
+def failing_result_inserts(database):
+    """Postgres refuses to insert results carrying external_id 'refuse-this-row', as a failing database would."""
+    database.execute(
+        "CREATE FUNCTION refuse_marked_result() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.external_id = 'refuse-this-row' THEN RAISE EXCEPTION 'refused for the test'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql"
+    )
+    database.execute(
+        "CREATE TRIGGER refuse_marked_result BEFORE INSERT ON results "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_marked_result()"
+    )
+    database.commit()
+    yield "refuse-this-row"
+    database.execute("DROP TRIGGER refuse_marked_result ON results")
+    database.execute("DROP FUNCTION refuse_marked_result()")
+    database.commit()
+
+
+def test_a_failed_database_write_removes_the_stored_object(
+    admin_client, sample_xrays, database, s3_server, failing_result_inserts
+):
+    rows = database.execute("SELECT count(*) FROM images").fetchone()[0]
+    database.commit()
+    objects = len(s3_server.keys())
+
+    response = admin_client.post(
+        "/classify",
+        files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())},
+        data={"external_id": failing_result_inserts},
+    )
+
+    assert response.status_code == 503 and response.json()["code"] == "database_unavailable"
+    assert database.execute("SELECT count(*) FROM images").fetchone()[0] == rows
+    assert len(s3_server.keys()) == objects
+
+
+def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
+    """The same reaper on the local folder store and SQLite (the embedded run)."""
+    from datetime import timedelta
+
+    from alembic import command
+
+    from gateway.db import make_engine, make_session_factory
+    from gateway.models import Image
+    from gateway.prestart import alembic_config
+    from gateway.reaper import reap_orphans
+    from gateway.settings import Settings
+    from gateway.storage import LocalObjectStore
+
+    database_url = f"sqlite:///{tmp_path / 'cxr.db'}"
+    command.upgrade(alembic_config(database_url), "head")
+    settings = Settings(environment="development", storage_backend="local", local_storage_dir=tmp_path / "objects")
+    store = LocalObjectStore(settings)
+    for key in ("images/2026/01/01/kept.jpg", "images/2026/01/01/orphan.jpg", "elsewhere/not-an-image.txt"):
+        store.put(key, b"bytes", "image/jpeg")
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        session.add(Image(object_key="images/2026/01/01/kept.jpg", content_type="image/jpeg", size_bytes=5, sha256="0"))
+        session.commit()
+        assert reap_orphans(session, store, timedelta(minutes=10)) == []
+        assert reap_orphans(session, store, timedelta(0)) == ["images/2026/01/01/orphan.jpg"]
+    engine.dispose()
+    assert sorted(stored.key for stored in store.list_objects("")) == [
+        "elsewhere/not-an-image.txt",
+        "images/2026/01/01/kept.jpg",
+    ]

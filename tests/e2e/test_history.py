@@ -1,0 +1,86 @@
+"""The history page: filters (result, date range, model), sorting, empty state."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from e2e_steps import FINDINGS, expect, go_to, sign_in_as_admin
+
+
+@pytest.fixture(scope="module")
+def both_labels_classified(admin_client, sample_xrays):
+    """At least one result per label, classified through the API."""
+    for label in ("normal", "pneumonia"):
+        for path in sample_xrays[label][:2]:
+            response = admin_client.post("/classify", files={"file": (path.name, path.read_bytes())})
+            assert response.status_code == 201, response.text
+
+
+def total(admin_client, **filters) -> int:
+    return admin_client.get("/results", params={"limit": 1, **filters}).json()["total"]
+
+
+def apply(page, button: str = "Apply filters") -> dict:
+    """Clicks the button and returns the page of results the gateway sent."""
+    with page.expect_response(lambda response: "/api/results?" in response.url) as answer:
+        page.locator("#history").get_by_role("button", name=button).click()
+    return answer.value.json()
+
+
+def shown_findings(page) -> list[str]:
+    return page.locator("#history tbody tr .tag").filter(has_not_text="Uncertain").all_inner_texts()
+
+
+def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client, both_labels_classified):
+    sign_in_as_admin(page, gateway)
+    go_to(page, "History")
+    history = page.locator("#history")
+    expect(history.locator("tbody tr").first).to_be_visible()
+
+    history.get_by_label("Result").select_option(label=FINDINGS["normal"])
+    normals = apply(page)
+    assert normals["total"] == total(admin_client, label="normal") > 0
+    expect(history.locator("tbody tr")).to_have_count(len(normals["items"]))
+    assert set(shown_findings(page)) == {FINDINGS["normal"]}
+
+    today = date.today().isoformat()
+    history.get_by_label("From", exact=True).fill(today)
+    history.get_by_label("To", exact=True).fill(today)
+    history.get_by_label("Model").fill("pneumonia-xray")
+    assert apply(page)["total"] == normals["total"]  # all were classified today with that model
+    expect(history.locator("tbody tr")).to_have_count(len(normals["items"]))
+    history.get_by_label("Model").fill("no-such-model")
+    assert apply(page)["total"] == 0
+    expect(history.get_by_text("No results match these filters.")).to_be_visible()
+    history.get_by_label("Model").fill("")
+
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    history.get_by_label("From", exact=True).fill(tomorrow)
+    history.get_by_label("To", exact=True).fill(tomorrow)
+    assert apply(page)["total"] == 0
+    expect(history.get_by_text("No results match these filters.")).to_be_visible()
+    expect(history.get_by_role("table")).to_be_hidden()
+
+    everything = apply(page, "Clear")
+    assert everything["total"] == total(admin_client)
+    expect(history.locator("tbody tr")).to_have_count(len(everything["items"]))
+    expect(history.get_by_label("Result")).to_have_value("")
+
+
+def test_sort_the_history_by_result(page, gateway, both_labels_classified):
+    sign_in_as_admin(page, gateway)
+    go_to(page, "History")
+    history = page.locator("#history")
+    time_header = history.get_by_role("columnheader", name="Time")
+    result_header = history.get_by_role("columnheader", name="Result")
+    expect(time_header).to_have_attribute("aria-sort", "descending")  # newest first
+
+    result_header.get_by_role("button").click()
+    expect(result_header).to_have_attribute("aria-sort", "ascending")
+    expect(history.locator("tbody tr").first).to_contain_text(FINDINGS["normal"])
+
+    result_header.get_by_role("button").click()
+    expect(result_header).to_have_attribute("aria-sort", "descending")
+    expect(history.locator("tbody tr").first).to_contain_text(FINDINGS["pneumonia"])
+    expect(time_header).to_have_attribute("aria-sort", "none")
