@@ -112,6 +112,8 @@ def create_app(api_upstream: str) -> Starlette:
         middleware=[Middleware(SecurityHeaders)],
         routes=[
             Route("/healthz", lambda _: PlainTextResponse("ok"), methods=["GET", "HEAD"]),
+            # like nginx: the gateway's metrics are for the cluster's scraper, not the public
+            Route("/api/metrics", lambda _: PlainTextResponse("not found", 404), methods=["GET", "HEAD"]),
             Route("/api/{path:path}", proxy, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True)),
         ],

@@ -475,6 +475,12 @@ def test_rendered_nginx_serves_health_config_app_and_proxies_the_api(running_fro
         assert response.read() == b"/health/live?x=1"
 
 
+def test_rendered_nginx_does_not_publish_the_gateway_metrics(running_frontend):
+    with pytest.raises(urllib.error.HTTPError) as hidden:
+        urllib.request.urlopen(f"{running_frontend}/api/metrics", timeout=5)
+    assert hidden.value.code == 404
+
+
 def test_rendered_nginx_refuses_bodies_over_the_limit(running_frontend, dockerfiles):
     too_big = nginx_size_bytes(dockerfiles["frontend"].env["CXR_CLIENT_MAX_BODY_SIZE"]) + 1
     request = urllib.request.Request(
