@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 import time
 
@@ -36,6 +37,7 @@ def development_secret() -> str:
 
 def main() -> None:
     args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the services on SIGTERM too, not only Ctrl-C
     STATE_DIR.mkdir(exist_ok=True)
     logs = STATE_DIR / "logs"
     logs.mkdir(exist_ok=True)
