@@ -75,7 +75,13 @@ CONTRAST_JS = """() => {
             const bg = background(element);
             if (!bg) continue;
             const style = getComputedStyle(element);
-            const fg = over(parse(style.color), bg);
+            // Opacity on the element or an ancestor fades its text into what lies behind it.
+            let opacity = 1;
+            for (let node = element; node && node.nodeType === 1; node = node.parentElement) {
+                opacity *= parseFloat(getComputedStyle(node).opacity);
+            }
+            const text = parse(style.color);
+            const fg = over([text[0], text[1], text[2], text[3] * opacity], bg);
             const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
             const large = size >= 24 || (bold && size >= 18.66);
             const needed = large ? 3 : 4.5;
@@ -128,22 +134,30 @@ def test_the_contrast_function_gives_the_wcag_ratio(page, foreground, background
 
 
 def test_the_check_finds_text_with_too_little_contrast(page):
-    """Light grey text and light text on a translucent dark background over white are caught; a disabled
-    button and large bold text at 3:1 are not."""
+    """Grey text at 4.48:1, light text on a translucent dark layer over white and text faded by opacity are
+    caught; large text
+    at 3:1, disabled controls and text over a background image are not."""
     page.goto("/")
     page.evaluate(
-        """() => {
-            const probe = document.createElement('div');
-            probe.id = 'probe';
-            probe.style.cssText = 'background: #fff; color: #000; padding: 1rem';
-            probe.innerHTML = `
-                <p id="grey" style="color: #777; font-size: 16px">grey on white</p>
-                <p id="large" style="color: #777; font-size: 24px">large grey on white</p>
-                <p id="bold" style="color: #949494; font-size: 19px; font-weight: 700">bold grey, 3:1</p>
-                <div style="background: rgb(0 0 0 / 0.1)"><span id="veil" style="color: #ccc">on a veil</span></div>
-                <button id="off" disabled style="color: #ccc; background: #fff">Disabled</button>
-                <span aria-disabled="true"><a id="offlink" style="color: #ddd">Unavailable</a></span>`;
+        """() => {  // styles set through the CSSOM: the app's CSP blocks style attributes in markup
+            const add = (parent, tag, css, text = '', attributes = {}) => {
+                const element = document.createElement(tag);
+                element.style.cssText = css;
+                element.textContent = text;
+                for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+                parent.append(element);
+                return element;
+            };
+            const probe = add(document.body, 'div', 'background: #fff; color: #000; padding: 1rem', '', { id: 'probe' });
             document.body.prepend(probe);
+            add(probe, 'p', 'color: #777; font-size: 16px', 'grey on white');
+            add(probe, 'p', 'color: #777; font-size: 24px', 'large grey on white');
+            add(probe, 'p', 'color: #949494; font-size: 19px; font-weight: 700', 'bold grey, 3:1');
+            add(add(probe, 'div', 'background: rgb(0 0 0 / 0.1)'), 'span', 'color: #ccc', 'on a veil');
+            add(probe, 'button', 'color: #ccc; background: #fff', 'Disabled', { disabled: '' });
+            add(add(probe, 'span', '', '', { 'aria-disabled': 'true' }), 'a', 'color: #ddd', 'Unavailable');
+            add(add(probe, 'div', 'background: #fff linear-gradient(#000, #000)'), 'span', 'color: #111', 'on an image');
+            add(add(probe, 'div', 'opacity: 0.5'), 'span', 'color: #000', 'faded');
         }"""
     )
     page.evaluate(CONTRAST_JS)
@@ -154,7 +168,8 @@ def test_the_check_finds_text_with_too_little_contrast(page):
     assert failed["grey on white"]["element"] == "div#probe > p"
     assert "on a veil" in failed, failures  # #ccc on white darkened by 10% black: still too low
     assert failed["on a veil"]["background"] == "#e6e6e6"
-    for passing in ("large grey on white", "bold grey, 3:1", "Disabled", "Unavailable"):
+    assert failed["faded"]["color"] == "#808080", failures  # black at half opacity on white
+    for passing in ("large grey on white", "bold grey, 3:1", "Disabled", "Unavailable", "on an image"):
         assert passing not in failed, failures
     with pytest.raises(AssertionError, match="grey on white"):
         check_contrast(page, "probe")
@@ -167,6 +182,11 @@ def test_the_sign_in_page_has_sufficient_contrast(page, gateway):
     sign_in(page, gateway.admin_username, "not-the-password")
     expect(page.get_by_role("alert")).to_have_text("The username or password is not correct.")
     check_contrast(page, "sign-in with an error")
+
+    # The app's own muted text, one shade lighter than #767676, is caught.
+    page.evaluate("() => document.documentElement.style.setProperty('--ink-muted', '#777777')")
+    with pytest.raises(AssertionError, match=r"p\.muted 'Pneumonia decision support.*#777777 on #ffffff = 4\.48:1"):
+        check_contrast(page, "sign-in with lighter muted text")
 
 
 def test_the_workspace_pages_have_sufficient_contrast(page, gateway, sample_xrays):
