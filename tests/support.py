@@ -59,3 +59,11 @@ def client_credentials_token(base_url: str, client_id: str, client_secret: str) 
 
 def bearer_client(base_url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def stored_counts(database, s3_server) -> tuple[int, int, int]:
+    """Rows in images and results, and objects in the bucket: what a request may have stored."""
+    images = database.execute("SELECT count(*) FROM images").fetchone()[0]
+    results = database.execute("SELECT count(*) FROM results").fetchone()[0]
+    database.commit()
+    return images, results, len(s3_server.keys())

@@ -4,12 +4,7 @@ import hashlib
 
 import pytest
 
-
-def stored_counts(database, s3_server) -> tuple[int, int, int]:
-    images = database.execute("SELECT count(*) FROM images").fetchone()[0]
-    results = database.execute("SELECT count(*) FROM results").fetchone()[0]
-    database.commit()
-    return images, results, len(s3_server.keys())
+from support import stored_counts
 
 
 def test_classify_stores_image_and_result(admin_client, sample_xrays, database, s3_server):

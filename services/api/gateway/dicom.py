@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from gateway.errors import ProblemError
@@ -78,7 +78,16 @@ EMPTIED_ATTRIBUTES = (
 )
 REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
-_READ_ERRORS = (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError)
+_READ_ERRORS = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    TypeError,
+    AttributeError,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,8 @@ def _read(data: bytes) -> Dataset:
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
         dataset.file_meta.TransferSyntaxUID  # noqa: B018 - a file without one cannot be rewritten
+        for keyword in (*KEPT_ATTRIBUTES, *REPLACED_UIDS):  # values are parsed lazily: parse the used ones here
+            dataset.get(keyword)
         return dataset
     except _READ_ERRORS as exc:
         raise ProblemError(422, "corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
@@ -147,7 +158,10 @@ def _file_meta(dataset: Dataset, transfer_syntax: str) -> FileMetaDataset:
 
 def _write(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
+    try:
+        dataset.save_as(buffer, enforce_file_format=True)
+    except ValueError as exc:  # e.g. a private transfer syntax pydicom cannot encode for
+        raise ProblemError(422, "corrupt_image", f"the DICOM file cannot be rewritten: {exc}") from exc
     return buffer.getvalue()
 
 

@@ -65,26 +65,44 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image = ImageOps.exif_transpose(probe)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # dimensions far beyond max_pixels: too large, not corrupt
+        raise ImageError("image_too_large", f"the image is too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
     return image
 
 
 def decode_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """The first frame as an 8-bit image, shown as a radiologist's viewer would show it."""
+    from pydicom.pixels import pixel_array  # imported here, as in _read_dicom
+
     dataset = _read_dicom(data)
     width, height = int(dataset.get("Columns", 0)), int(dataset.get("Rows", 0))
     if width * height > max_pixels:
         raise ImageError("image_too_large", f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
-    try:
-        pixels = dataset.pixel_array
+    try:  # only the first frame: decoding all of a multi-frame file could take gigabytes
+        pixels = pixel_array(dataset, index=0)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for pixel data it cannot decode
         raise ImageError("corrupt_image", f"the DICOM pixel data cannot be decoded: {exc}") from exc
-    if int(dataset.get("NumberOfFrames") or 1) > 1:
-        pixels = pixels[0]
     if dataset.get("SamplesPerPixel", 1) != 1:  # colour DICOM (rare for X-rays) holds display values
         return Image.fromarray(pixels.astype(np.uint8))
-    return Image.fromarray(_display_grey(dataset, pixels))
+    try:
+        return Image.fromarray(_display_grey(dataset, pixels))
+    except ValueError as exc:  # e.g. a RescaleSlope or WindowCenter that is not a number
+        raise ImageError("corrupt_image", f"the DICOM display attributes are invalid: {exc}") from exc
+
+
+_DISPLAY_ATTRIBUTES = (
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "WindowCenter",
+    "WindowWidth",
+)
 
 
 def _read_dicom(data: bytes):
@@ -92,7 +110,15 @@ def _read_dicom(data: bytes):
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        for keyword in _DISPLAY_ATTRIBUTES:  # values are parsed lazily: parse the used ones here
+            dataset.get(keyword)
+    except (
+        pydicom.errors.InvalidDicomError,
+        pydicom.errors.BytesLengthException,
+        OSError,
+        ValueError,
+        EOFError,
+    ) as exc:
         raise ImageError("corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
     if "PixelData" not in dataset:
         raise ImageError("dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
