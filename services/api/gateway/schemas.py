@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -154,3 +154,9 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+
+
+class InvalidRequestProblem(Problem):
+    """The 422 problem: `errors` lists what failed validation (absent when the database refused a value)."""
+
+    errors: list[dict[str, Any]] = []

@@ -9,6 +9,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class ErrorResponse(BaseModel):
+    """The body of every error answer: KServe v2's `error` message, plus a `code` for some."""
+
+    error: str
+    code: str | None = None
+
+
 class MetadataTensor(BaseModel):
     name: str
     datatype: str

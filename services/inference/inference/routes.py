@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from inference import codec, metrics
 from inference.dataplane import DataPlane
 from inference.errors import PayloadTooLarge, status_of
-from inference.protocol import ImageClassification, MetadataModelResponse, MetadataServerResponse
+from inference.protocol import ErrorResponse, ImageClassification, MetadataModelResponse, MetadataServerResponse
 
 
 def get_dataplane(request: Request) -> DataPlane:
@@ -39,6 +39,14 @@ async def read_body(request: Request) -> bytes:
 Body = Annotated[bytes, Depends(read_body)]
 
 
+def _errors(*statuses: int) -> dict:
+    """The error answers a route documents (what the app's exception handlers send)."""
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+_MODEL_ERRORS = _errors(400, 404)
+_CALL_ERRORS = _errors(400, 404, 413, 415, 503, 504)
+
 router = APIRouter(prefix="/v2")
 ops_router = APIRouter()
 
@@ -53,26 +61,26 @@ def live(dataplane: DataPlaneDep):
     return {"live": dataplane.live()}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={503: {"description": "Not ready"}})
 def ready(dataplane: DataPlaneDep):
     is_ready = dataplane.ready()
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
-@router.get("/models/{name}", response_model=MetadataModelResponse)
-@router.get("/models/{name}/versions/{version}", response_model=MetadataModelResponse)
+@router.get("/models/{name}", response_model=MetadataModelResponse, responses=_MODEL_ERRORS)
+@router.get("/models/{name}/versions/{version}", response_model=MetadataModelResponse, responses=_MODEL_ERRORS)
 def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
     return dataplane.model_metadata(name, version)
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/ready", responses=_MODEL_ERRORS)
+@router.get("/models/{name}/versions/{version}/ready", responses=_MODEL_ERRORS)
 def model_ready(dataplane: DataPlaneDep, name: str, version: str | None = None):
     return {"name": name, "ready": dataplane.model_ready(name, version)}
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/infer", responses=_CALL_ERRORS)
+@router.post("/models/{name}/versions/{version}/infer", responses=_CALL_ERRORS)
 async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str, version: str | None = None):
     """JSON tensors, or a JSON header plus binary tensors (binary tensor data extension)."""
     with _Measured("infer", name, version) as measured:
@@ -87,8 +95,10 @@ async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str
     )
 
 
-@router.post("/models/{name}/classify", response_model=ImageClassification)
-@router.post("/models/{name}/versions/{version}/classify", response_model=ImageClassification)
+@router.post("/models/{name}/classify", response_model=ImageClassification, responses=_CALL_ERRORS)
+@router.post(
+    "/models/{name}/versions/{version}/classify", response_model=ImageClassification, responses=_CALL_ERRORS
+)
 async def classify(dataplane: DataPlaneDep, image: Body, name: str, version: str | None = None):
     """The raw bytes of one JPEG, PNG or DICOM file, preprocessed as the model card says."""
     with _Measured("classify", name, version) as measured:
@@ -102,13 +112,13 @@ async def repository_index(dataplane: DataPlaneDep):
     return [asdict(entry) for entry in await dataplane.repository_index()]
 
 
-@router.post("/repository/models/{name}/load")
+@router.post("/repository/models/{name}/load", responses=_MODEL_ERRORS)
 async def load_model(dataplane: DataPlaneDep, name: str):
     await dataplane.load_model(name)
     return {}
 
 
-@router.post("/repository/models/{name}/unload")
+@router.post("/repository/models/{name}/unload", responses=_MODEL_ERRORS)
 async def unload_model(dataplane: DataPlaneDep, name: str):
     await dataplane.unload_model(name)
     return {}
