@@ -104,9 +104,7 @@ def is_dicom(data: bytes) -> bool:
 
 def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
     """The de-identified file and the metadata the gateway keeps; 422 problems for unusable files."""
-    original = _read(data)
-    if "PixelData" not in original:
-        raise ProblemError(422, "dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
+    original = read_image(data)
     if "SOPClassUID" not in original:
         raise ProblemError(422, "corrupt_image", "the DICOM file has no SOP Class UID")
     clean = Dataset()
@@ -128,6 +126,14 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
         body_part=_text(clean, "BodyPartExamined"),
         view_position=_text(clean, "ViewPosition"),
     )
+
+
+def read_image(data: bytes) -> Dataset:
+    """The parsed file, which must hold pixel data; 422 problems for what cannot be read."""
+    dataset = _read(data)
+    if "PixelData" not in dataset:
+        raise ProblemError(422, "dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
+    return dataset
 
 
 def _read(data: bytes) -> Dataset:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, pixel_array
 
+from gateway import dicom
 from gateway.classification import detect_image_type
 from gateway.errors import ProblemError
 
@@ -40,33 +41,18 @@ def preview_of(data: bytes) -> Preview:
 
 
 def render_dicom(data: bytes) -> bytes:
-    dataset = _read(data)
+    dataset = dicom.read_image(data)
     try:
-        pixels = dataset.pixel_array
+        pixels = pixel_array(dataset, index=0)  # decode the first frame only, not every frame of a multi-frame file
     except Exception as exc:  # pydicom raises many kinds: missing decoders, truncated data, bad attributes
         raise ProblemError(422, "dicom_not_renderable", f"the DICOM image cannot be rendered: {exc}") from exc
     if dataset.get("SamplesPerPixel", 1) == 3:
-        return _png(Image.fromarray(_first_frame(pixels, dataset, colour=True).astype(np.uint8), "RGB"))
-    values = apply_modality_lut(_first_frame(pixels, dataset), dataset).astype(np.float64)
+        return _png(Image.fromarray(pixels.astype(np.uint8), "RGB"))
+    values = apply_modality_lut(pixels, dataset).astype(np.float64)
     grey = _windowed(values, dataset)
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         grey = 255 - grey
     return _png(Image.fromarray(grey, "L"))
-
-
-def _read(data: bytes) -> pydicom.Dataset:
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except Exception as exc:
-        raise ProblemError(422, "corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
-    if "PixelData" not in dataset:
-        raise ProblemError(422, "dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
-    return dataset
-
-
-def _first_frame(pixels: np.ndarray, dataset: pydicom.Dataset, colour: bool = False) -> np.ndarray:
-    single_frame_dims = 3 if colour else 2
-    return pixels[0] if int(dataset.get("NumberOfFrames", 1) or 1) > 1 and pixels.ndim > single_frame_dims else pixels
 
 
 def _windowed(values: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:

@@ -69,6 +69,8 @@ class OnnxModel:
         if file_sha256(onnx_path) != card.onnx_sha256:
             raise ModelLoadError(f"{onnx_path} does not match the sha256 in its model card")
         self.session = ort.InferenceSession(str(onnx_path), self._session_options(), providers=self._providers())
+        self._input_specs = [_tensor_spec(node) for node in self.session.get_inputs()]
+        self._output_specs = [_tensor_spec(node) for node in self.session.get_outputs()]
         self.card = card
         self._warm_up()
         self.ready = True
@@ -100,13 +102,13 @@ class OnnxModel:
         self.predict(feeds)
 
     def input_specs(self) -> list[dict]:
-        return [_tensor_spec(node) for node in self.session.get_inputs()]
+        return self._input_specs  # read from the session once, at load
 
     def output_specs(self) -> list[dict]:
-        return [_tensor_spec(node) for node in self.session.get_outputs()]
+        return self._output_specs
 
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        names = output_names or [node.name for node in self.session.get_outputs()]
+        names = output_names or [spec["name"] for spec in self._output_specs]
         try:
             values = self.session.run(names, inputs)
         except InvalidArgument as exc:  # onnxruntime's word for inputs the graph cannot take
