@@ -103,7 +103,8 @@ def test_compose_file_matches_the_compose_specification(compose):
 
 
 def test_runs_the_whole_product(services):
-    assert set(services) == {"postgres", "minio", "minio-setup", "migrate", "inference", "api", "frontend"}
+    assert set(services) == {"postgres", "minio", "minio-setup", "migrate", "inference", "api", "frontend", "reaper"}
+    assert services["reaper"]["profiles"] == ["maintenance"]  # run from cron, not by `up`
 
 
 def test_only_the_frontend_is_published_on_its_nginx_port(services):

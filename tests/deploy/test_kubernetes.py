@@ -43,9 +43,13 @@ PRODUCTION = REPO_ROOT / "k8s/overlays/production"
 SECRET_TEMPLATE = K8S_BASE / "secret.example.yaml"
 KUBERNETES_VERSION = "1.30"  # the oldest minor we support; its schemas are the strictest about new fields
 NAMESPACE = "cxr"
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 OUR_CONTAINERS = SERVICE_IMAGES  # our containers, by name, and the image each runs
-BACKENDS_ONLY_THE_API_REACHES = {"inference": {"api"}, "postgres": {"api", "migrate"}, "minio": {"api"}}
+BACKENDS_ONLY_THE_API_REACHES = {
+    "inference": {"api"},
+    "postgres": {"api", "migrate", "reaper"},
+    "minio": {"api", "reaper"},
+}
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,17 @@ def workloads(manifests) -> list[dict]:
     return [doc for doc in manifests if doc["kind"] in WORKLOAD_KINDS]
 
 
+def pod_template(workload: dict) -> dict:
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    return spec["template"]
+
+
 def pod_spec(workload: dict) -> dict:
-    return workload["spec"]["template"]["spec"]
+    return pod_template(workload)["spec"]
 
 
 def pod_labels(workload: dict) -> dict:
-    return workload["spec"]["template"]["metadata"]["labels"]
+    return pod_template(workload)["metadata"]["labels"]
 
 
 def containers(workload: dict) -> list[dict]:
@@ -410,6 +419,20 @@ def test_migration_job_runs_prestart_with_the_gateway_image(manifests):
     (api,) = containers(one(manifests, "Deployment", "api"))
     assert container["image"] == api["image"]
     assert pod_spec(job)["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
+
+
+def test_orphan_sweep_runs_the_reaper_hourly_with_the_gateway_image_and_no_token_secret(manifests):
+    cronjob = one(manifests, "CronJob", "reaper")
+    (container,) = containers(cronjob)
+    assert container["command"][:3] == ["python", "-m", "gateway.reaper"]
+    assert importlib.util.find_spec("gateway.reaper") is not None
+    (api,) = containers(one(manifests, "Deployment", "api"))
+    assert container["image"] == api["image"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and pod_spec(cronjob)["restartPolicy"] == "Never"
+    env = container_env(manifests, container)
+    assert "JWT_SECRET" not in env
+    settings = settings_from_env("reaper", with_placeholder_secrets(env))
+    assert settings.storage_backend == "s3" and settings.database_url.startswith("postgresql+psycopg://")
 
 
 def test_network_policies_let_only_the_api_reach_the_backends(manifests):

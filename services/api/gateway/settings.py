@@ -24,9 +24,34 @@ class PrestartSettings(DatabaseSettings):
     first_admin_password: str | None = None  # generated and printed once when not given
 
 
-class Settings(DatabaseSettings):
+class StorageSettings(BaseSettings):
+    """The object store."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
     environment: Literal["development", "production"] = "production"
 
+    storage_backend: Literal["s3", "local"] = "s3"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "cxr-images"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    local_storage_dir: Path = Path(".local/objects")
+
+    @model_validator(mode="after")
+    def _storage_keys_outside_development(self) -> "StorageSettings":
+        if self.environment != "development" and self.storage_backend == "s3":
+            if not (self.s3_access_key_id and self.s3_secret_access_key):
+                raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set outside development")
+        return self
+
+
+class ReaperSettings(DatabaseSettings, StorageSettings):
+    """What the orphan sweep (`python -m gateway.reaper`) needs: the database and the object store."""
+
+
+class Settings(DatabaseSettings, StorageSettings):
     jwt_secret: str = ""
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_issuer: str = "cxr-gateway"
@@ -41,14 +66,6 @@ class Settings(DatabaseSettings):
     inference_url: str = "http://127.0.0.1:8001"
     inference_timeout_seconds: float = 30.0
     default_model: str = "pneumonia-xray"
-
-    storage_backend: Literal["s3", "local"] = "s3"
-    s3_endpoint_url: str | None = None
-    s3_bucket: str = "cxr-images"
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    local_storage_dir: Path = Path(".local/objects")
 
     max_upload_bytes: int = 20 * 1024 * 1024
 
@@ -73,8 +90,6 @@ class Settings(DatabaseSettings):
             return self
         if len(self.jwt_secret) < MIN_SECRET_LENGTH:
             raise ValueError(f"JWT_SECRET must be set to at least {MIN_SECRET_LENGTH} characters outside development")
-        if self.storage_backend == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
-            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set outside development")
         return self
 
     @model_validator(mode="after")

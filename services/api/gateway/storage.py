@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.settings import Settings
+from gateway.settings import StorageSettings
 
 
 class StorageUnavailable(Exception):
@@ -44,7 +44,7 @@ class ObjectStore(Protocol):
 
 
 class S3ObjectStore:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: StorageSettings):
         self.bucket = settings.s3_bucket
         self.client = boto3.client(
             "s3",
@@ -110,7 +110,7 @@ class _unavailable_on_error:
 class LocalObjectStore:
     """A folder standing in for a bucket (embedded default; one machine only)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: StorageSettings):
         self.root = Path(settings.local_storage_dir).resolve()
 
     def _path(self, key: str) -> Path:
@@ -150,5 +150,5 @@ class LocalObjectStore:
             raise StorageUnavailable(f"{self.root} is not a folder")
 
 
-def make_object_store(settings: Settings) -> ObjectStore:
+def make_object_store(settings: StorageSettings) -> ObjectStore:
     return S3ObjectStore(settings) if settings.storage_backend == "s3" else LocalObjectStore(settings)
