@@ -1,4 +1,7 @@
-"""Remove orphaned objects: image objects that no image row refers to.
+"""Remove orphaned objects: image and heatmap objects that no row refers to.
+
+Both live under `images/` (see `classification` for the key scheme); an image's key is in
+images.object_key, its heatmap overlay's in results.heatmap_object_key.
 
 The classify path removes its object when the database write fails, but a crash between
 the two writes, or an object store that refused a delete, can still leave one behind.
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gateway import crud
 from gateway.db import make_engine, make_session_factory
-from gateway.settings import get_settings
+from gateway.settings import ReaperSettings
 from gateway.storage import ObjectStore, make_object_store
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def reap_orphans(session: Session, store: ObjectStore, older_than: timedelta) -> list[str]:
-    """Delete the image objects older than `older_than` that no row refers to; returns their keys."""
+    """Delete the image and heatmap objects older than `older_than` that no row refers to; returns their keys."""
     cutoff = datetime.now(timezone.utc) - older_than
     candidates = (stored.key for stored in store.list_objects(IMAGE_PREFIX) if stored.last_modified < cutoff)
     removed = []
@@ -49,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--older-than-minutes", type=float, default=60.0)
     arguments = parser.parse_args()
-    settings = get_settings()
+    settings = ReaperSettings()  # the database and the object store, no token secrets
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
