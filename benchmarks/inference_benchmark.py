@@ -91,6 +91,10 @@ class BenchModel:
     image: np.ndarray  # one (1, H, W, 1) float32 input row
 
 
+def latest_version(repository: Path, name: str) -> Path:
+    return max((path for path in (repository / name).iterdir() if path.name.isdigit()), key=lambda path: int(path.name))
+
+
 def build_models(repository: Path, work: Path) -> list[BenchModel]:
     """The committed model, and seed 002's VGG-style CNN exported next to it; both also saved as Keras."""
     import keras
@@ -98,9 +102,10 @@ def build_models(repository: Path, work: Path) -> list[BenchModel]:
     from trainer.model import build_model
 
     shutil.copytree(REPO_ROOT / "models" / DEFAULT_MODEL, repository / DEFAULT_MODEL)
-    config = json.loads((repository / DEFAULT_MODEL / "1" / "model.json").read_text())["training"]["config"]
+    config = json.loads((latest_version(repository, DEFAULT_MODEL) / "model.json").read_text())["training"]["config"]
     default = build_model(TrainConfig(filters=tuple(config["filters"]), image_size=config["image_size"]))
-    heavy = build_model(TrainConfig(architecture="vgg", image_size=300))  # random weights: only speed matters
+    # seed 002's network as published; random weights: only speed and memory matter here
+    heavy = build_model(TrainConfig(architecture="vgg", image_size=300, filters=(32, 64, 128, 128)))
     export_to_repository(heavy, repository / HEAVY_MODEL / "1")
     models = []
     for name, model in ((DEFAULT_MODEL, default), (HEAVY_MODEL, heavy)):
@@ -161,9 +166,10 @@ class Server:
                 time.sleep(0.1)
         raise TimeoutError(f"not ready at {path} within {timeout} s")
 
-    def rss_mib(self) -> float:
+    def memory_mib(self, field: str = "VmRSS") -> float:
+        """Resident memory now (VmRSS) or at its peak (VmHWM)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
 
     def stop(self) -> None:
         self.process.terminate()
@@ -222,7 +228,7 @@ def measure_onnxruntime(repository: Path, model: BenchModel, batch: int, count: 
     from inference.model import OnnxModel
     from inference.settings import Settings
 
-    onnx_model = OnnxModel(repository / model.name / "1", Settings())
+    onnx_model = OnnxModel(latest_version(repository, model.name), Settings())
     onnx_model.load()
     feeds = {onnx_model.image_input: np.repeat(model.image, batch, axis=0)}
     calls = max(count // batch, 5)
@@ -271,7 +277,9 @@ def run(requests: int, heavy_requests: int) -> None:
             server = Server("inference.app:create_app", env, "/v2/health/ready")
             facts[f"service ready after start (batching {batching})"] = f"{server.ready_seconds:.1f} s"
             results += run_http_row(f"(c) this service, batching {batching}", server, models, counts, v2_request, stop=False)
-            facts[f"service RSS with both models loaded (batching {batching})"] = f"{server.rss_mib():.0f} MiB"
+            facts[f"service RSS with both models loaded, after the load (batching {batching})"] = (
+                f"{server.memory_mib():.0f} MiB (peak {server.memory_mib('VmHWM'):.0f} MiB)"
+            )
             server.stop()
         for model in models:
             server = Server("inference_benchmark:keras_app", {"BENCHMARK_KERAS_MODEL": str(model.keras_path)}, "/ready", Path(__file__).parent)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce the committed model: trains the pneumonia-xray CNN on PneumoniaMNIST and
-# writes models/pneumonia-xray/1/model.onnx + model.json (run folder: training/runs/).
+# writes models/pneumonia-xray/2/model.onnx + model.json (run folder: training/runs/).
 #
 #   bash scripts/train.sh                                   # the committed model
 #   bash scripts/train.sh --output-dir /tmp/m --epochs 2 --max-train-samples 500   # quick run
-#   bash scripts/train.sh evaluate --model-dir models/pneumonia-xray/1             # its report
+#   bash scripts/train.sh evaluate --model-dir models/pneumonia-xray/2             # its report
 #   bash scripts/train.sh export --run-dir training/runs/<run>                      # re-export a run
 #   bash scripts/train.sh train --help                      # every flag
 #

@@ -3,6 +3,7 @@
 import os
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -59,6 +60,40 @@ def client_credentials_token(base_url: str, client_id: str, client_secret: str) 
 
 def bearer_client(base_url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+MODEL_REPOSITORY = Path(os.environ.get("CXR_MODEL_REPOSITORY", Path(__file__).resolve().parents[1] / "models"))
+
+
+def latest_model_version(model: str = "pneumonia-xray") -> str:
+    """The version the inference service serves when none is asked for: the highest in the model repository."""
+    versions = [path.name for path in (MODEL_REPOSITORY / model).iterdir() if (path / "model.json").is_file()]
+    return max(versions, key=int)
+
+
+def png_image(pixels) -> bytes:
+    """PNG bytes of a uint8 numpy array (grey H x W)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def blank_png(width: int = 256, height: int = 256) -> bytes:
+    """An all-black image: nothing like a chest X-ray (flagged with the widest margin of these)."""
+    import numpy as np
+
+    return png_image(np.zeros((height, width), np.uint8))
+
+
+def noise_png(width: int = 256, height: int = 256) -> bytes:
+    """Uniform random grey levels (a fixed seed): nothing like a chest X-ray."""
+    import numpy as np
+
+    return png_image(np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8))
 
 
 def stored_counts(database, s3_server) -> tuple[int, int, int]:

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from support import stored_counts
+from support import latest_model_version, stored_counts
 
 
 def test_classify_stores_image_and_result(admin_client, sample_xrays, database, s3_server):
@@ -20,11 +20,12 @@ def test_classify_stores_image_and_result(admin_client, sample_xrays, database, 
     assert result["label"] in ("normal", "pneumonia")
     assert set(result["probabilities"]) == {"normal", "pneumonia"}
     assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
-    assert (result["model_name"], result["model_version"]) == ("pneumonia-xray", "1")
+    assert (result["model_name"], result["model_version"]) == ("pneumonia-xray", latest_model_version())
     assert result["created_by"] == "admin"
     assert result["image"]["content_type"] == "image/jpeg"  # from the bytes, not the declared type
     assert result["image"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert stored_counts(database, s3_server) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    objects = 2 if result["explanation"] else 1  # the image, and its heatmap overlay when the model explains
+    assert stored_counts(database, s3_server) == (before[0] + 1, before[1] + 1, before[2] + objects)
 
     row = database.execute(
         "SELECT i.object_key, i.size_bytes, i.sha256, r.label, r.model_version, u.username "
@@ -36,7 +37,7 @@ def test_classify_stores_image_and_result(admin_client, sample_xrays, database, 
         len(data),
         hashlib.sha256(data).hexdigest(),
         result["label"],
-        "1",
+        latest_model_version(),
         "admin",
     )
     assert path.stem not in object_key  # no file names (which may carry patient data) in keys

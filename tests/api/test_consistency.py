@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from gateway.classification import heatmap_key
 from processes import PYTHON, REPO_ROOT
 
 
@@ -24,22 +25,28 @@ def run_reaper(gateway, minutes: float) -> str:
 
 def test_the_reaper_removes_old_orphans_and_keeps_referenced_objects(gateway, admin_client, s3_server, sample_xrays):
     kept = admin_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())}).json()
-    orphan = f"images/2026/01/01/{uuid.uuid4()}.jpg"  # as a crash between the object and the row would leave
+    # as a crash between the objects and the row would leave them
+    orphan = f"images/2026/01/01/{uuid.uuid4()}.jpg"
+    orphan_heatmap = heatmap_key(orphan)
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=orphan, Body=b"\xff\xd8\xff orphan")
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=orphan_heatmap, Body=b"\x89PNG\r\n\x1a\n orphan")
 
     assert "0 orphaned objects removed" in run_reaper(gateway, minutes=10)  # still inside the grace period
-    assert orphan in s3_server.keys()
+    assert {orphan, orphan_heatmap} <= set(s3_server.keys())
 
     output = run_reaper(gateway, minutes=0)
 
-    assert f"removed orphan {orphan}" in output
-    assert orphan not in s3_server.keys()
+    assert f"removed orphan {orphan}" in output and f"removed orphan {orphan_heatmap}" in output
+    assert not {orphan, orphan_heatmap} & set(s3_server.keys())
     assert admin_client.get(kept["image"]["url"]).status_code == 200  # objects with rows are untouched
+    assert admin_client.get(kept["explanation"]["heatmap_url"]).status_code == 200
 
 
-def test_every_result_row_has_its_object(database, s3_server):
+def test_every_result_row_has_its_objects(database, s3_server):
     keys = {row[0] for row in database.execute("SELECT object_key FROM images")}
-    assert keys <= set(s3_server.keys())
+    heatmaps = {row[0] for row in database.execute("SELECT heatmap_object_key FROM results")} - {None}
+    database.commit()
+    assert keys | heatmaps <= set(s3_server.keys())
 
 
 @pytest.fixture
@@ -76,7 +83,7 @@ def test_a_failed_database_write_removes_the_stored_object(
 
     assert response.status_code == 503 and response.json()["code"] == "database_unavailable"
     assert database.execute("SELECT count(*) FROM images").fetchone()[0] == rows
-    assert len(s3_server.keys()) == objects
+    assert len(s3_server.keys()) == objects  # neither the image nor its heatmap overlay is left
 
 
 def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
@@ -86,7 +93,7 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
     from alembic import command
 
     from gateway.db import make_engine, make_session_factory
-    from gateway.models import Image
+    from gateway.models import Image, Result
     from gateway.prestart import alembic_config
     from gateway.reaper import reap_orphans
     from gateway.settings import Settings
@@ -96,16 +103,23 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
     command.upgrade(alembic_config(database_url), "head")
     settings = Settings(environment="development", storage_backend="local", local_storage_dir=tmp_path / "objects")
     store = LocalObjectStore(settings)
-    for key in ("images/2026/01/01/kept.jpg", "images/2026/01/01/orphan.jpg", "elsewhere/not-an-image.txt"):
+    kept, orphan = "images/2026/01/01/kept.jpg", "images/2026/01/01/orphan.jpg"
+    for key in (kept, heatmap_key(kept), orphan, heatmap_key(orphan), "elsewhere/not-an-image.txt"):
         store.put(key, b"bytes", "image/jpeg")
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:
-        session.add(Image(object_key="images/2026/01/01/kept.jpg", content_type="image/jpeg", size_bytes=5, sha256="0"))
+        image = Image(object_key=kept, content_type="image/jpeg", size_bytes=5, sha256="0")
+        result = Result(
+            image=image, model_name="m", model_version="1", label="normal", probabilities={}, threshold=None
+        )
+        result.heatmap_object_key = heatmap_key(kept)
+        session.add_all([image, result])
         session.commit()
         assert reap_orphans(session, store, timedelta(minutes=10)) == []
-        assert reap_orphans(session, store, timedelta(0)) == ["images/2026/01/01/orphan.jpg"]
+        assert reap_orphans(session, store, timedelta(0)) == sorted([orphan, heatmap_key(orphan)])
     engine.dispose()
     assert sorted(stored.key for stored in store.list_objects("")) == [
         "elsewhere/not-an-image.txt",
+        "images/2026/01/01/kept.heatmap.png",
         "images/2026/01/01/kept.jpg",
     ]

@@ -56,3 +56,27 @@ def test_upgrade_to_head_matches_the_models_and_downgrade_empties(empty_database
     command.downgrade(config, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
+
+
+def test_0004_adds_and_removes_the_calibration_ood_and_heatmap_columns(empty_database_url):
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    added = {
+        "calibration_temperature",
+        "ood",
+        "ood_score",
+        "explanation_method",
+        "explanation_class",
+        "heatmap_object_key",
+    }
+
+    command.upgrade(config, "0004")
+    inspector = inspect(engine)
+    assert added <= {c["name"] for c in inspector.get_columns("results")}
+    assert "ix_results_ood_created_at" in {index["name"] for index in inspector.get_indexes("results")}
+
+    command.downgrade(config, "0003")
+    inspector = inspect(engine)
+    assert not added & {c["name"] for c in inspector.get_columns("results")}
+    assert "ix_results_ood_created_at" not in {index["name"] for index in inspector.get_indexes("results")}
+    engine.dispose()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from urllib.parse import urlsplit
 
@@ -23,6 +21,7 @@ from e2e_steps import (
     sign_in_as_admin,
     wait_until_loaded,
 )
+from support import blank_png
 
 
 def results_total(admin_client) -> int:
@@ -68,8 +67,12 @@ def test_classify_a_jpeg_and_a_dicom_then_find_them_in_the_history(page, gateway
             f"{percent(threshold)} probability of pneumonia" if threshold is not None else "None"
         )
         expect(panel).to_contain_text("not a diagnosis")
-        # No explanation in the gateway's answer yet: no heatmap controls.
-        expect(case_of(page, name).get_by_label("Heatmap opacity")).to_have_count(0)
+        # The model's explanation heatmap, fetched from the gateway's route, is laid over the image.
+        assert result["explanation"]["heatmap_url"] == f"/results/{result['id']}/heatmap"
+        overlay = case_of(page, name).locator(".viewer-heatmap")
+        assert wait_until_loaded(page, overlay) > 0
+        assert overlay.evaluate("(img) => Math.max(img.naturalWidth, img.naturalHeight)") == 512
+        expect(case_of(page, name).get_by_label("Heatmap opacity")).to_be_visible()
     dicom_result = results[dicom_file.name]
     assert dicom_result["image"]["modality"] == "CR"
     screenshots(page, "classify-result")
@@ -92,6 +95,7 @@ def test_classify_a_jpeg_and_a_dicom_then_find_them_in_the_history(page, gateway
     expect(dialog).to_contain_text("DICOM · CR · CHEST · PA view")
     image = dialog.get_by_role("img", name=f"Chest X-ray submitted by {gateway.admin_username}")
     assert wait_until_loaded(page, image) == dicom_header.Columns  # the full-size rendering
+    assert wait_until_loaded(page, dialog.locator(".viewer-heatmap")) < 512  # a tall image: 512 is its height
     screenshots(page, "detail")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
@@ -150,9 +154,38 @@ def test_a_too_large_file_is_refused_with_a_clear_message(page, gateway, tmp_pat
     expect(case_of(page, huge.name).get_by_role("alert")).to_contain_text("This file is too large")
 
 
-def test_uncertain_and_unusual_results_are_marked_and_a_heatmap_is_shown(page, gateway, sample_xrays):
-    """The gateway sends neither `ood` nor an explanation yet: the browser gets a result that has them."""
-    heatmap = translucent_png_base64(32, 32)
+def test_an_unusual_image_gets_a_warning_and_its_heatmap_is_laid_over_it(page, gateway, tmp_path, screenshots):
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(blank_png(600, 400))
+    sign_in_as_admin(page, gateway)
+    choose_files(page, blank)
+
+    [answer] = classify(page)
+
+    assert answer["status"] == 201 and answer["body"]["ood"] is True, answer
+    card = case_of(page, blank.name)
+    expect(card.get_by_text("Unusual image: it looks unlike the chest X-rays the model was trained on")).to_be_visible()
+    expect(card.locator(".facts")).to_contain_text(f"Unusual image (score {answer['body']['ood_score']:.1f})")
+    overlay = card.locator(".viewer-heatmap")
+    expect(overlay).to_be_visible()
+    assert wait_until_loaded(page, overlay) == 512  # the PNG from /results/{id}/heatmap, fetched with the token
+    # Laid exactly over the image: the same box, and the same aspect ratio fitted into it.
+    image = card.locator(".viewer-image")
+    assert wait_until_loaded(page, image) == 600
+    assert image.bounding_box() == overlay.bounding_box()
+    aspect = "(img) => img.naturalWidth / img.naturalHeight"
+    assert abs(image.evaluate(aspect) - overlay.evaluate(aspect)) < 0.01
+    screenshots(page, "classify-unusual-image")
+    opacity = card.get_by_label("Heatmap opacity")
+    opacity.fill("80")
+    expect(overlay).to_have_css("opacity", "0.8")
+    card.get_by_label("Show explanation heatmap").uncheck()
+    expect(overlay).to_be_hidden()
+    expect(opacity).to_be_disabled()
+
+
+def test_an_uncertain_result_is_marked(page, gateway, sample_xrays):
+    """A probability close to the threshold cannot be asked of the real model: the browser gets such a result."""
     result = {
         "id": "00000000-0000-4000-8000-000000000001",
         "created_at": "2026-01-02T10:00:00Z",
@@ -164,8 +197,6 @@ def test_uncertain_and_unusual_results_are_marked_and_a_heatmap_is_shown(page, g
         "model_version": "1",
         "image": {"id": "00000000-0000-4000-8000-000000000002", "content_type": "image/jpeg", "size_bytes": 1,
                   "sha256": "0" * 64, "url": "/results/x/image"},  # fmt: skip
-        "ood": True,
-        "explanation": {"heatmap_url": f"data:image/png;base64,{heatmap}"},
     }
     page.route("**/api/classify", lambda route: route.fulfill(status=201, body=json.dumps(result),
                                                               content_type="application/json"))  # fmt: skip
@@ -177,23 +208,8 @@ def test_uncertain_and_unusual_results_are_marked_and_a_heatmap_is_shown(page, g
 
     card = case_of(page, xray.name)
     expect(card.get_by_text("Uncertain: the probability is close to the decision threshold")).to_be_visible()
-    expect(card.get_by_text("Unusual image: it differs from the chest X-rays the model was trained on")).to_be_visible()
-    overlay = card.locator(".viewer-heatmap")
-    expect(overlay).to_be_visible()
-    opacity = card.get_by_label("Heatmap opacity")
-    opacity.fill("80")
-    expect(overlay).to_have_css("opacity", "0.8")
-    card.get_by_label("Show explanation heatmap").uncheck()
-    expect(overlay).to_be_hidden()
-    expect(opacity).to_be_disabled()
-
-
-def translucent_png_base64(width: int, height: int) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), (255, 0, 0, 160)).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    expect(card.locator(".warning")).to_have_count(1)  # this result has no `ood`: no unusual-image warning
+    expect(card.get_by_label("Heatmap opacity")).to_have_count(0)  # nor an explanation
 
 
 def test_an_inference_outage_shows_when_to_retry(page, gateway, sample_xrays):

@@ -1,11 +1,12 @@
-"""The history page: filters (result, date range, model), sorting, empty state."""
+"""The history page: filters (result, date range, model, unusual images), sorting, empty state."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
 import pytest
-from e2e_steps import FINDINGS, expect, go_to, sign_in_as_admin
+from e2e_steps import FINDINGS, expect, go_to, history_row, sign_in_as_admin
+from support import blank_png
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def apply(page, button: str = "Apply filters") -> dict:
 
 
 def shown_findings(page) -> list[str]:
-    return page.locator("#history tbody tr .tag").filter(has_not_text="Uncertain").all_inner_texts()
+    return page.locator("#history tbody tr .tag:not(.tag--warning)").all_inner_texts()
 
 
 def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client, both_labels_classified):
@@ -66,6 +67,30 @@ def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client
     assert everything["total"] == total(admin_client)
     expect(history.locator("tbody tr")).to_have_count(len(everything["items"]))
     expect(history.get_by_label("Result")).to_have_value("")
+
+
+def test_filter_the_history_to_unusual_images(page, gateway, admin_client, both_labels_classified):
+    unusual = admin_client.post("/classify", files={"file": ("blank.png", blank_png())}).json()
+    assert unusual["ood"] is True
+    sign_in_as_admin(page, gateway)
+    go_to(page, "History")
+    history = page.locator("#history")
+    expect(history_row(page, unusual["id"]).get_by_text("Unusual image")).to_be_visible()
+
+    history.get_by_label("Image check").select_option(label="Unusual images only")
+    flagged = apply(page)
+
+    assert flagged["total"] == total(admin_client, ood="true") > 0
+    assert all(item["ood"] for item in flagged["items"])
+    rows = history.locator("tbody tr")
+    expect(rows).to_have_count(len(flagged["items"]))
+    expect(rows.filter(has_not_text="Unusual image")).to_have_count(0)
+    history.get_by_label("Image check").select_option(label="Typical images only")
+    typical = apply(page)
+    assert typical["total"] == total(admin_client, ood="false") > 0
+    expect(history_row(page, unusual["id"])).to_have_count(0)
+    apply(page, "Clear")
+    expect(history.get_by_label("Image check")).to_have_value("")
 
 
 def test_sort_the_history_by_result(page, gateway, both_labels_classified):

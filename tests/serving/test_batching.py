@@ -14,17 +14,17 @@ from inference.model import OnnxModel
 from inference.settings import Settings
 
 MODEL = "pneumonia-xray"
-COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / MODEL / "1"
+COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / MODEL / "2"
 
 
 @pytest.fixture
 def repository(tmp_path) -> Path:
     """Version 1 batches by the server's settings; version 2's card turns batching off."""
-    shutil.copytree(COMMITTED_MODEL, tmp_path / MODEL / "1")
-    shutil.copytree(COMMITTED_MODEL, tmp_path / MODEL / "2")
-    card_path = tmp_path / MODEL / "2" / "model.json"
-    card = json.loads(card_path.read_text())
-    card_path.write_text(json.dumps({**card, "version": "2", "batching": {"enabled": False}}))
+    for version, batching in (("1", {}), ("2", {"batching": {"enabled": False}})):
+        shutil.copytree(COMMITTED_MODEL, tmp_path / MODEL / version)
+        card_path = tmp_path / MODEL / version / "model.json"
+        card = json.loads(card_path.read_text())
+        card_path.write_text(json.dumps({**card, "version": version, **batching}))
     return tmp_path
 
 

@@ -14,7 +14,7 @@ from inference.card import ModelCard
 from inference.preprocessing import preprocess_array
 
 MODEL = "pneumonia-xray"
-COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / MODEL / "1"
+COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / MODEL / "2"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def infer(client, batch: np.ndarray, binary_inputs: bool, binary_outputs: bool, 
 
 def test_health_and_readiness(client):
     assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, "1")
+    assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, "2")
     assert not client.is_model_ready("knee-mri") and not client.is_model_ready(MODEL, "99")
 
 
@@ -49,8 +49,9 @@ def test_server_and_model_metadata(client):
     assert {"binary_tensor_data", "model_repository"} <= set(server["extensions"])
     model = client.get_model_metadata(MODEL)
     assert model["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}]
-    assert model["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
-    assert client.get_model_metadata(MODEL, "1")["parameters"]["version"] == "1"
+    assert model["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}
+    assert [output["name"] for output in model["outputs"][1:]] == ["class_activation", "ood_score"]
+    assert client.get_model_metadata(MODEL, "2")["parameters"]["version"] == "2"
     with pytest.raises(InferenceServerException) as error:
         client.get_model_metadata(MODEL, "99")
     assert error.value.status() == "404" and "no version '99'" in error.value.message()
@@ -60,7 +61,7 @@ def test_server_and_model_metadata(client):
 def test_binary_tensors_give_exactly_the_json_results(client, xray_batch, binary_inputs, binary_outputs):
     reference = infer(client, xray_batch, False, False).as_numpy("probabilities")
     result = infer(client, xray_batch, binary_inputs, binary_outputs, request_id="req-7")
-    assert result.get_response()["id"] == "req-7" and result.get_response()["model_version"] == "1"
+    assert result.get_response()["id"] == "req-7" and result.get_response()["model_version"] == "2"
     np.testing.assert_array_equal(result.as_numpy("probabilities"), reference)
     assert reference.shape == (16, 2) and reference.dtype == np.float32
 
@@ -68,7 +69,7 @@ def test_binary_tensors_give_exactly_the_json_results(client, xray_batch, binary
 def test_without_outputs_all_come_back_in_binary(client, xray_batch):
     tensor = triton.InferInput("image", list(xray_batch.shape), "FP32")
     tensor.set_data_from_numpy(xray_batch)
-    result = client.infer(MODEL, [tensor], model_version="1")
+    result = client.infer(MODEL, [tensor], model_version="2")
     output = result.get_output("probabilities")
     assert output["parameters"]["binary_data_size"] == 16 * 2 * 4
     np.testing.assert_array_equal(result.as_numpy("probabilities"), infer(client, xray_batch, False, False).as_numpy("probabilities"))

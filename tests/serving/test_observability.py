@@ -35,8 +35,8 @@ def test_metrics_cover_requests_errors_latency_queue_and_batches(inference_url, 
         for sample in family.samples
     }
     labels = (("endpoint", "classify"), ("model", MODEL))
-    assert samples[("inference_requests_total", (*labels, ("outcome", "ok"), ("version", "1")))] >= 1
+    assert samples[("inference_requests_total", (*labels, ("outcome", "ok"), ("version", "2")))] >= 1
     assert samples[("inference_requests_total", (*labels, ("outcome", "415"), ("version", "")))] >= 1
-    assert samples[("inference_request_duration_seconds_count", (*labels, ("version", "1")))] >= 1
-    assert samples[("inference_queue_duration_seconds_count", (("model", MODEL), ("version", "1")))] >= 1
-    assert samples[("inference_batch_size_count", (("model", MODEL), ("version", "1")))] >= 1
+    assert samples[("inference_request_duration_seconds_count", (*labels, ("version", "2")))] >= 1
+    assert samples[("inference_queue_duration_seconds_count", (("model", MODEL), ("version", "2")))] >= 1
+    assert samples[("inference_batch_size_count", (("model", MODEL), ("version", "2")))] >= 1

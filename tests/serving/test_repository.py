@@ -12,7 +12,8 @@ from inference.errors import ModelNotFound
 from inference.repository import ModelRepository
 from inference.settings import Settings
 
-COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "1"
+COMMITTED_VERSION = "2"
+COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / COMMITTED_VERSION
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """A running service follows its repository (a folder or an S3 prefix) without a restart."""
 
+import json
 import shutil
 import time
 
 import httpx
 import pytest
 
-from test_repository import COMMITTED_MODEL, copy_version
+from test_repository import COMMITTED_MODEL, COMMITTED_VERSION, copy_version
 
 MODEL = "pneumonia-xray"
 
@@ -69,7 +70,7 @@ def test_an_s3_prefix_serves_as_the_repository(start_service, s3_server, sample_
     bucket = "cxr-models-test"
     s3.create_bucket(Bucket=bucket)
     for path in COMMITTED_MODEL.iterdir():
-        s3.upload_file(str(path), bucket, f"serving/models/{MODEL}/1/{path.name}")
+        s3.upload_file(str(path), bucket, f"serving/models/{MODEL}/{COMMITTED_VERSION}/{path.name}")
     client = start_service(
         {
             "INFERENCE_MODEL_REPOSITORY": f"s3://{bucket}/serving/models",
@@ -81,18 +82,19 @@ def test_an_s3_prefix_serves_as_the_repository(start_service, s3_server, sample_
     )
     image = sample_xrays["pneumonia"][0].read_bytes()
     response = client.post(f"/v2/models/{MODEL}/classify", content=image)
-    assert response.status_code == 200 and response.json()["model_version"] == "1"
+    assert response.status_code == 200 and response.json()["model_version"] == COMMITTED_VERSION
 
     # a new version uploaded, and the first one deleted, are picked up by the index call
-    card = (COMMITTED_MODEL / "model.json").read_text().replace('"version": "1"', '"version": "2"')
-    s3.put_object(Bucket=bucket, Key=f"serving/models/{MODEL}/2/model.json", Body=card.encode())
-    s3.upload_file(str(COMMITTED_MODEL / "model.onnx"), bucket, f"serving/models/{MODEL}/2/model.onnx")
+    new_version = str(int(COMMITTED_VERSION) + 1)
+    card = json.loads((COMMITTED_MODEL / "model.json").read_text()) | {"version": new_version}
+    s3.put_object(Bucket=bucket, Key=f"serving/models/{MODEL}/{new_version}/model.json", Body=json.dumps(card).encode())
+    s3.upload_file(str(COMMITTED_MODEL / "model.onnx"), bucket, f"serving/models/{MODEL}/{new_version}/model.onnx")
     for name in ("model.json", "model.onnx"):
-        s3.delete_object(Bucket=bucket, Key=f"serving/models/{MODEL}/1/{name}")
+        s3.delete_object(Bucket=bucket, Key=f"serving/models/{MODEL}/{COMMITTED_VERSION}/{name}")
     index = client.post("/v2/repository/index").json()
-    assert [(entry["version"], entry["state"]) for entry in index] == [("2", "READY")]
+    assert [(entry["version"], entry["state"]) for entry in index] == [(new_version, "READY")]
     response = client.post(f"/v2/models/{MODEL}/classify", content=image)
-    assert response.status_code == 200 and response.json()["model_version"] == "2"
+    assert response.status_code == 200 and response.json()["model_version"] == new_version
 
 
 def test_the_official_client_drives_the_repository_extension(start_inference, tmp_path):

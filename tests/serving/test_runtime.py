@@ -8,7 +8,7 @@ import onnxruntime as ort
 from inference.model import OnnxModel
 from inference.settings import Settings
 
-COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "1"
+COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "2"
 
 
 def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
@@ -24,6 +24,14 @@ def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
     options = model.session.get_session_options()
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     assert options.intra_op_num_threads == 1
+    assert options.enable_cpu_mem_arena is False  # the default: memory goes back after large batches
+
+
+def test_cpu_memory_arena_can_be_turned_on(monkeypatch):
+    monkeypatch.setenv("INFERENCE_CPU_MEMORY_ARENA", "true")
+    model = OnnxModel(COMMITTED_MODEL, Settings())
+    model.load()
+    assert model.session.get_session_options().enable_cpu_mem_arena is True
 
 
 def test_optimisation_levels_do_not_change_results(data_dir):

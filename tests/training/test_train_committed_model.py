@@ -1,12 +1,13 @@
-"""The committed models/pneumonia-xray/1 is what its card says it is."""
+"""The committed models/pneumonia-xray/2 is what its card says it is, and meets the shipped targets."""
 
 import numpy as np
 import onnxruntime
 import pytest
 from inference.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
 from inference.preprocessing import preprocess_bytes
+from inference.trust import calibrate
 from trainer.data import load_splits, preprocessing_spec
-from trainer.evaluate import binary_metrics
+from trainer.evaluate import binary_metrics, expected_calibration_error
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,11 @@ def test_card_describes_the_contract(card, committed_model_dir):
     assert (card.name, card.version) == (committed_model_dir.parent.name, committed_model_dir.name)
     assert card.labels == ["normal", "pneumonia"]
     assert [(spec.name, spec.datatype, spec.shape) for spec in card.inputs] == [("image", "FP32", [-1, 28, 28, 1])]
-    assert [(spec.name, spec.datatype, spec.shape) for spec in card.outputs] == [("probabilities", "FP32", [-1, 2])]
+    assert [(spec.name, spec.datatype, spec.shape) for spec in card.outputs] == [
+        ("probabilities", "FP32", [-1, 2]),
+        ("class_activation", "FP32", [-1, 2, *card.explanation.shape]),
+        ("ood_score", "FP32", [-1]),
+    ]
     assert card.preprocessing == preprocessing_spec(28)
     assert card.decision.positive_class == "pneumonia" and 0.0 < card.decision.threshold < 1.0
     assert card.metrics["onnx_parity"]["max_abs_diff"] <= 1e-4
@@ -45,12 +50,53 @@ def test_onnx_graph_matches_the_card(card, session):
     assert session.get_inputs()[0].shape[1:] == card.inputs[0].shape[1:]
 
 
-def test_card_test_metrics_reproduce_from_the_onnx_model(card, session, data_file):
+@pytest.fixture(scope="module")
+def test_outputs(card, session, data_file) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The test split's labels and the ONNX model's outputs on it."""
     assert card.training["data"]["sha256"] == file_sha256(data_file)
     test = load_splits(data_file, card.preprocessing)["test"]
-    (probabilities,) = session.run(["probabilities"], {"image": test.images})
-    recomputed = binary_metrics(test.labels, probabilities[:, 1], card.decision.threshold)
+    names = [spec.name for spec in card.outputs]
+    return test.labels, dict(zip(names, session.run(names, {"image": test.images})))
+
+
+def test_card_test_metrics_reproduce_from_the_onnx_model(card, test_outputs):
+    labels, outputs = test_outputs
+    calibrated = calibrate(outputs["probabilities"], card.calibration.temperature)
+    recomputed = binary_metrics(labels, calibrated[:, 1], card.decision.threshold)
     assert recomputed == pytest.approx(card.metrics["test"], abs=1e-6)
+    assert expected_calibration_error(labels, outputs["probabilities"]) == pytest.approx(
+        card.calibration.ece["test"]["before"], abs=1e-6
+    )
+    after = card.calibration.ece["test"]["after"]
+    assert expected_calibration_error(labels, calibrated) == pytest.approx(after, abs=1e-6)
+
+
+def test_card_ood_figures_reproduce_from_the_onnx_model(card, test_outputs):
+    labels, outputs = test_outputs
+    flagged = outputs[card.ood.output] > card.ood.threshold
+    assert float(np.mean(flagged)) == pytest.approx(card.ood.metrics["test_false_flag_rate"], abs=1e-9)
+    assert card.ood.metrics["n_in"] == len(labels) == 624
+
+
+def test_the_committed_model_meets_the_shipped_targets(card, committed_model_dir):
+    """Issue #3 and #9's targets on the test split, at the shipped threshold, after calibration."""
+    test = card.metrics["test"]
+    assert test["roc_auc"] >= 0.975 and test["accuracy"] >= 0.90
+    assert test["sensitivity"] >= 0.95 and test["specificity"] >= 0.80
+    assert card.calibration.fitted_on == "val" and card.calibration.ece["test"]["after"] <= 0.05
+    assert card.ood.metrics["auroc"] >= 0.95 and card.ood.metrics["test_false_flag_rate"] <= 0.05
+    assert card.ood.metrics["n_out"] >= 100
+    assert (committed_model_dir / ONNX_FILE).stat().st_size <= 10 * 1024 * 1024
+    assert card.training["fit_seconds"] <= 20 * 60
+
+
+def test_the_card_records_heatmap_and_ood_parity_on_the_test_split(card):
+    parity = card.metrics["onnx_parity"]
+    assert parity["n"] == 624
+    assert parity["class_activation_max_abs_diff"] <= 1e-4 * parity["class_activation_max_abs"]
+    assert parity["ood_score_max_rel_diff"] <= 1e-4
+    explanation = card.explanation
+    assert (explanation.method, explanation.layout, explanation.region) == ("CAM", "NCHW", "center_square")
 
 
 def test_a_real_jpeg_upload_gets_probabilities(card, session, data_dir):
@@ -61,6 +107,8 @@ def test_a_real_jpeg_upload_gets_probabilities(card, session, data_dir):
         pytest.skip(f"no sample JPEGs under {data_dir / 'samples' / 'pneumonia'}")
     image = preprocess_bytes(upload[0].read_bytes(), card.preprocessing)
     assert image.shape == (28, 28, 1)
-    (probabilities,) = session.run(["probabilities"], {"image": image[None]})
+    probabilities, heatmaps, ood_score = session.run(None, {"image": image[None]})
     assert probabilities.shape == (1, 2)
     np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+    assert heatmaps.shape == (1, 2, *card.explanation.shape)
+    assert ood_score[0] <= card.ood.threshold  # a real chest X-ray is not flagged

@@ -8,7 +8,7 @@ from trainer.config import DATA_DIR_ENV, REPO_ROOT, TrainConfig, parse_config
 def test_defaults_write_the_committed_model_version(monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     config = TrainConfig()
-    assert config.output_dir == REPO_ROOT / "models" / "pneumonia-xray" / "1"
+    assert config.output_dir == REPO_ROOT / "models" / "pneumonia-xray" / "2"
     assert config.data_dir == REPO_ROOT.parent / "shared" / "data"
     assert config.data_file == REPO_ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist_28.npz"
     assert config.max_train_samples is None
@@ -72,7 +72,8 @@ def test_every_field_has_a_flag_and_lists_and_booleans_parse(tmp_path):
         ({"architecture": "resnet50"}, "unknown architecture 'resnet50'"),
         ({"flip": "diagonal"}, "unknown flip"),
         ({"architecture": "resnet101v2", "image_size": 28}, "needs image_size >= 32"),
-        ({"split_ratios": (0.7, 0.3)}, "three positive train,val,test fractions"),
+        ({"split_ratios": (1.0,)}, "split_ratios must be two .train,test. or three"),
+        ({"split_ratios": (0.7, 0.0)}, "split_ratios must be two .train,test. or three"),
         ({"data_format": "csv"}, "needs --labels-csv"),
         ({"pretrained_weights": Path("/nonexistent/weights.h5")}, "pretrained weights file not found"),
     ],

@@ -74,6 +74,16 @@ def test_sample_xrays_split_by_patient(samples_dir):
     assert all(split.images.shape[1:] == (28, 28, 1) for split in dataset.splits.values())
 
 
+def test_a_two_way_split_carves_val_out_of_train(samples_dir):
+    from trainer.config import TrainConfig
+
+    config = TrainConfig(data_format="folder", data_dir=samples_dir, split_ratios=(0.7, 0.3))
+    assert config.train_val_test_ratios == pytest.approx((0.56, 0.14, 0.3))
+    sizes = {name: len(split) for name, split in load_dataset(config).splits.items()}
+    assert set(sizes) == {"train", "val", "test"} and sum(sizes.values()) == 55
+    assert sizes["train"] > sizes["test"] > sizes["val"] > 0
+
+
 def test_csv_labels_must_match_the_images(tmp_path):
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(b"")

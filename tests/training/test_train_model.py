@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
@@ -75,4 +77,9 @@ def test_configured_augmentations_join_the_model_and_stay_off_at_inference():
     images = raw_pixels(4) / 255.0
     np.testing.assert_array_equal(np.asarray(augmentation(images, training=False)), images)
     assert not np.allclose(np.asarray(augmentation(images, training=True)), images)
-    assert [type(layer).__name__ for layer in build_model(TINY).get_layer("augmentation").layers] == kinds[:3]
+    plain = replace(TINY, shear=0.0, brightness=0.0)
+    assert [type(layer).__name__ for layer in build_model(plain).get_layer("augmentation").layers] == kinds[:3]
+    assert [type(layer).__name__ for layer in build_model(TINY).get_layer("augmentation").layers] == [
+        *kinds[:4],
+        "RandomBrightness",
+    ]  # the defaults: shear and brightness on

@@ -19,8 +19,9 @@ from inference.card import CARD_FILE, ONNX_FILE, ModelCard
 
 from trainer.config import REPO_ROOT, ConfigError, TrainConfig, add_config_flags, config_from_arguments, validate
 from trainer.data import config_spec, load_dataset
-from trainer.export import onnx_probabilities
+from trainer.export import onnx_outputs, onnx_probabilities
 from trainer.report import write_report
+from trainer.trust import ood_metrics, out_of_distribution_images
 from trainer.train import (
     CHECKPOINT,
     EVALUATION,
@@ -67,9 +68,11 @@ def load_run_model(run_dir: Path) -> keras.Model:
 def evaluate_run(run_dir: Path, report_dir: Path | None) -> None:
     """At the threshold the run exported (model.json), else one chosen on val again."""
     config = run_config(run_dir)
-    card_path = run_dir / CARD_FILE
-    threshold = ModelCard.read(run_dir).decision.threshold if card_path.is_file() else None
-    evaluate_keras(load_run_model(run_dir), load_dataset(config), config, run_dir, report_dir, threshold)
+    card = ModelCard.read(run_dir) if (run_dir / CARD_FILE).is_file() else None
+    threshold = card.decision.threshold if card else None
+    temperature = card.calibration.temperature if card and card.calibration else None
+    model = load_run_model(run_dir)
+    evaluate_keras(model, load_dataset(config), config, run_dir, report_dir, threshold, temperature)
 
 
 def evaluate_model_folder(model_dir: Path, report_dir: Path | None, config: TrainConfig) -> None:
@@ -81,13 +84,30 @@ def evaluate_model_folder(model_dir: Path, report_dir: Path | None, config: Trai
     dataset = load_dataset(config)
     model_bytes = (model_dir / ONNX_FILE).read_bytes()
     probabilities = probabilities_of(lambda images: onnx_probabilities(model_bytes, images), dataset)
-    evaluation = evaluate(probabilities, dataset, config, card.decision.threshold)
+    temperature = card.calibration.temperature if card.calibration else 1.0
+    evaluation = evaluate(probabilities, dataset, config, card.decision.threshold, temperature)
+    if card.ood is not None:
+        evaluation["report"]["ood"] = onnx_ood_evaluation(model_bytes, card, dataset, config)
     evaluation["report"]["title"] = (
         f"{card.name} v{card.version} (ONNX) on {dataset.source.get('file', config.data_format)}"
     )
     # Not inside the model folder: the repository copies model folders file by file.
     default_dir = REPO_ROOT / "training" / "reports" / f"{card.name}-{card.version}"
     write_report(report_dir or default_dir, evaluation["report"], dataset.class_names)
+
+
+def onnx_ood_evaluation(model_bytes: bytes, card: ModelCard, dataset, config: TrainConfig) -> dict:
+    """The OOD guard as served: the graph's scores and the card's threshold, test vs OOD images."""
+    test = dataset.splits["test"].images
+    out_images = out_of_distribution_images(card.preprocessing, config.data_dir, test, config.seed)
+
+    def scores(images):
+        return onnx_outputs(model_bytes, images, [card.ood.output])[card.ood.output]
+
+    out_scores = {kind: scores(images) for kind, images in out_images.items()}
+    return card.ood.model_dump(exclude={"metrics"}) | {
+        "metrics": ood_metrics(scores(test), out_scores, card.ood.threshold)
+    }
 
 
 def export_run(run_dir: Path, export_to: Path | None) -> None:

@@ -201,7 +201,7 @@ def load_dataset(config: TrainConfig) -> Dataset:
     else:
         labelled = folder_labels(config.data_dir, config.label_source, config.classes)
     paths, class_names, images, labels = load_files(labelled, config.classes, spec)
-    parts = split_indices(labels, patient_groups(paths), config.split_ratios, config.seed)
+    parts = split_indices(labels, patient_groups(paths), config.train_val_test_ratios, config.seed)
     splits = {name: Split(images[rows], labels[rows]) for name, rows in zip(SPLITS, parts, strict=True)}
     source = {"format": config.data_format, "files": len(paths), "grouped_by": "patient id in the file name, else file"}
     return Dataset(class_names, splits, source)

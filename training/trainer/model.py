@@ -20,6 +20,19 @@ EMBEDDING_LAYER = "embedding"
 BACKBONE_LAYER = "backbone"
 
 
+@keras.saving.register_keras_serializable(package="trainer")
+class RandomShear(layers.RandomShear):
+    """keras' RandomShear, loadable: Keras saves its factors as the range [-f, f], which its
+    constructor then refuses (negative), so a saved model with shear could not be read back."""
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("x_factor", "y_factor"):
+            if isinstance(config.get(key), list | tuple):
+                config[key] = max(abs(value) for value in config[key])
+        return super().from_config(config)
+
+
 def build_augmentation(config: TrainConfig) -> keras.Sequential:
     # "reflect" fills the borders with lung-field texture; black ("constant") borders gave a
     # clearly worse val AUC (0.995 vs 0.998) because no real image has them.
@@ -31,7 +44,7 @@ def build_augmentation(config: TrainConfig) -> keras.Sequential:
         layers.RandomTranslation(config.translation, config.translation, fill_mode=fill_mode, seed=seed + 2),
     ]
     if config.shear:
-        augmentations.append(layers.RandomShear(config.shear, config.shear, fill_mode=fill_mode, seed=seed + 3))
+        augmentations.append(RandomShear(config.shear, config.shear, fill_mode=fill_mode, seed=seed + 3))
     if config.flip != "none":
         augmentations.append(layers.RandomFlip(config.flip, seed=seed + 4))
     if config.brightness:
@@ -46,11 +59,14 @@ def conv_bn_relu(x, filters: int, name: str):
 
 
 def compact_body(x, config: TrainConfig):
-    """The current default: (Conv-BN-ReLU x2, max-pool) per width, global average pooling."""
+    """The current default: (Conv-BN-ReLU x2, max-pool) per width, global average pooling.
+
+    The last block skips its max-pool unless `final_pool`: its feature maps are the CAM grid."""
     for index, filters in enumerate(config.filters, start=1):
         x = conv_bn_relu(x, filters, name=f"block{index}_1")
         x = conv_bn_relu(x, filters, name=f"block{index}_2")
-        x = layers.MaxPooling2D(name=f"block{index}_pool")(x)
+        if index < len(config.filters) or config.final_pool:
+            x = layers.MaxPooling2D(name=f"block{index}_pool")(x)
     return layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
 
 
@@ -66,13 +82,13 @@ def simple_cnn_body(x, config: TrainConfig, blocks: int):
 
 
 def vgg_body(x, config: TrainConfig):
-    """Seed 002: VGG-style (Conv-ReLU x2, max-pool) blocks, flatten, a dense layer."""
+    """Seed 002: (3x3 valid Conv-ReLU, max-pool) blocks, flatten, Dense(512); the seed used
+    four blocks of 32, 64, 128, 128 filters on 300x300 grey images."""
     for index, filters in enumerate(config.filters, start=1):
-        for repeat in (1, 2):
-            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{index}_conv{repeat}")(x)
+        x = layers.Conv2D(filters, 3, activation="relu", name=f"block{index}_conv")(x)
         x = layers.MaxPooling2D(name=f"block{index}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    return layers.Dense(256, activation="relu", name=EMBEDDING_LAYER)(x)
+    return layers.Dense(512, activation="relu", name=EMBEDDING_LAYER)(x)
 
 
 def six_block_body(x, config: TrainConfig):
@@ -192,6 +208,27 @@ def embedding_model(model: keras.Model) -> keras.Model:
     """Image -> the features the classifier sees (dropout is an identity at inference); also
     works for models saved before the `embedding` layer had its name."""
     return keras.Model(model.inputs, model.get_layer(OUTPUT_NAME).input)
+
+
+def cam_feature_maps(model: keras.Model):
+    """The last convolutional feature maps when the embedding is their global average (CAM
+    applies: the classifier is then linear in them), else None."""
+    embedding = model.get_layer(EMBEDDING_LAYER)
+    return embedding.input if isinstance(embedding, layers.GlobalAveragePooling2D) else None
+
+
+def trust_model(model: keras.Model) -> keras.Model:
+    """Image -> {"probabilities", "embedding", and "feature_maps" when CAM applies}, in one pass."""
+    outputs = {"probabilities": model.outputs[0], "embedding": model.get_layer(OUTPUT_NAME).input}
+    feature_maps = cam_feature_maps(model)
+    if feature_maps is not None:
+        outputs["feature_maps"] = feature_maps
+    return keras.Model(model.inputs, outputs)
+
+
+def classifier_kernel(model: keras.Model):
+    """The (K, C) weights of the softmax layer (what CAM weighs the feature maps with)."""
+    return model.get_layer(OUTPUT_NAME).get_weights()[0]
 
 
 @keras.saving.register_keras_serializable(package="trainer")

@@ -87,13 +87,13 @@ def roc_plot(results: dict[str, dict], path: Path) -> None:
     _save(figure, path)
 
 
-def reliability_plot(result: dict, path: Path) -> None:
-    bins = [row for row in result["reliability"] if row["count"]]
+def reliability_plot(reliability: list[dict], ece: float, title: str, path: Path) -> None:
+    bins = [row for row in reliability if row["count"]]
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.bar(
-        [row["low"] for row in result["reliability"]],
-        [row["accuracy"] if row["count"] else 0 for row in result["reliability"]],
-        width=1 / len(result["reliability"]),
+        [row["low"] for row in reliability],
+        [row["accuracy"] if row["count"] else 0 for row in reliability],
+        width=1 / len(reliability),
         align="edge",
         edgecolor="black",
         alpha=0.7,
@@ -106,7 +106,7 @@ def reliability_plot(result: dict, path: Path) -> None:
     axes.set(
         xlabel="confidence (top class)",
         ylabel="accuracy",
-        title=f"Reliability (test), ECE {result['metrics']['ece']:.3f}",
+        title=f"{title}, ECE {ece:.3f}",
     )
     axes.legend(loc="upper left")
     _save(figure, path)
@@ -143,7 +143,24 @@ def write_report(report_dir: Path, report: dict, class_names: tuple[str, ...], t
     rows = {"model": report["test"], **report.get("baselines", {})}
     if "roc_curve" in report["test"]:
         roc_plot(rows, report_dir / "roc.png")
-    reliability_plot(report["test"], report_dir / "reliability.png")
+    calibration = report.get("calibration")
+    if calibration is None:
+        test = report["test"]
+        plot = report_dir / "reliability.png"
+        reliability_plot(test["reliability"], test["metrics"]["ece"], "Reliability (test)", plot)
+    else:
+        reliability_plot(
+            calibration["reliability_before"]["test"],
+            calibration["ece"]["test"]["before"],
+            "Test, before calibration",
+            report_dir / "reliability_before.png",
+        )
+        reliability_plot(
+            report["test"]["reliability"],
+            report["test"]["metrics"]["ece"],
+            f"Test, after (T = {calibration['temperature']:.3f})",
+            report_dir / "reliability.png",
+        )
     confusion_plot(report["test"], class_names, report_dir / "confusion.png")
     if tsne is not None:
         tsne_plot(*tsne, report_dir / "tsne.png")
@@ -178,6 +195,7 @@ def markdown(report: dict, rows: dict[str, dict], class_names: tuple[str, ...], 
             f"(costs {point['specificity_cost']:.3f} specificity against the shipped threshold).",
             "",
         ]
+    lines += calibration_lines(report.get("calibration")) + ood_lines(report.get("ood"))
     lines += ["## Per class (test)", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     lines += [
         f"| {name} | {values['precision']:.3f} | {values['recall']:.3f} | {values['f1-score']:.3f} | "
@@ -188,6 +206,47 @@ def markdown(report: dict, rows: dict[str, dict], class_names: tuple[str, ...], 
     lines += ["", "## Plots", ""]
     lines += [f"![{path.stem}]({path.name})" for path in sorted(report_dir.glob("*.png"))]
     return "\n".join(lines) + "\n"
+
+
+def calibration_lines(calibration: dict | None) -> list[str]:
+    if calibration is None:
+        return []
+    lines = [
+        "## Calibration",
+        "",
+        f"Temperature scaling fitted on {calibration['fitted_on']} (NLL): T = {calibration['temperature']:.4f}; "
+        "the metrics above are of the calibrated probabilities. ECE: 15 equal-width bins of the top-class confidence.",
+        "",
+        "| split | ECE before | ECE after |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {ece['before']:.4f} | {ece['after']:.4f} |" for name, ece in calibration["ece"].items()]
+    return lines + [""]
+
+
+def ood_lines(ood: dict | None) -> list[str]:
+    if ood is None:
+        return []
+    metrics = ood["metrics"]
+    lines = [
+        "## Out-of-distribution guard",
+        "",
+        f"{ood['method']} distance of the embedding to the nearest class mean (statistics from "
+        f"{ood['fitted_on']}); flagged above {ood['threshold']:.3f} (set on {ood['threshold_on']}).",
+        "",
+        f"AUROC test (in, {metrics['n_in']}) vs out-of-distribution images ({metrics['n_out']}): "
+        f"{metrics['auroc']:.4f}; test images flagged: {metrics['test_false_flag_rate']:.4f}"
+        + (f"; val flagged: {metrics['val_flag_rate']:.4f}" if "val_flag_rate" in metrics else "")
+        + ".",
+        "",
+        "| out-of-distribution kind | images | flagged |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {kind} | {metrics['out_count_by_kind'][kind]} | {rate:.3f} |"
+        for kind, rate in metrics["out_flag_rate_by_kind"].items()
+    ]
+    return lines + [""]
 
 
 def _decision(threshold: float | None) -> str:

@@ -24,6 +24,7 @@ import onnxruntime
 import tensorflow as tf
 import tf2onnx
 from inference.card import ModelCard, file_sha256
+from inference.trust import calibrate
 
 from trainer.config import MODEL_NAME, MODEL_VERSION, ConfigError, TrainConfig, parse_config, validate
 from trainer.data import (
@@ -39,23 +40,48 @@ from trainer.data import (
     oversample,
     subsample,
 )
-from trainer.evaluate import THRESHOLD_RULE, choose_threshold, evaluate_predictions, operating_point
+from trainer.evaluate import (
+    THRESHOLD_RULE,
+    choose_threshold,
+    evaluate_predictions,
+    expected_calibration_error,
+    operating_point,
+    reliability_bins,
+)
 from trainer.export import (
     ParityError,
     build_card,
     check_parity,
-    onnx_probabilities,
+    onnx_outputs,
     parity_report,
     to_onnx,
+    trust_parity,
     write_card,
     write_onnx,
 )
-from trainer.model import BACKBONE_LAYER, build_model, compile_model, embedding_model
+from trainer.model import (
+    BACKBONE_LAYER,
+    OUTPUT_NAME,
+    build_model,
+    classifier_kernel,
+    compile_model,
+    embedding_model,
+    trust_model,
+)
 from trainer.report import embedding_baselines, write_report
+from trainer.trust import (
+    Mahalanobis,
+    fit_mahalanobis,
+    fit_temperature,
+    ood_metrics,
+    ood_threshold,
+    out_of_distribution_images,
+)
 
 log = logging.getLogger("trainer")
 CHECKPOINT = "best.keras"
 EVALUATION = "evaluation.json"
+OOD_STATISTICS = "ood.npz"
 RUN_ERRORS = (ConfigError, DataError, DataNotFoundError, ParityError)
 
 
@@ -218,40 +244,88 @@ def probabilities_of(predict, dataset: Dataset) -> dict[str, np.ndarray]:
 
 
 def evaluate(
-    probabilities: dict[str, np.ndarray], dataset: Dataset, config: TrainConfig, threshold: float | None = None
+    probabilities: dict[str, np.ndarray],
+    dataset: Dataset,
+    config: TrainConfig,
+    threshold: float | None = None,
+    temperature: float | None = None,
 ) -> dict:
-    """Threshold (chosen on val unless given; None for multi-class), card metrics and the report.
+    """Temperature (fitted on val unless given), threshold (chosen on the calibrated val
+    probabilities unless given; None for multi-class), card metrics and the report.
 
-    The test split is only scored, after every choice has been made on val.
+    `probabilities` are the model's raw outputs; every metric is of the calibrated ones, as
+    served. The test split is only scored, after every choice has been made on val.
     """
     binary = len(dataset.class_names) == 2
     labels = {name: dataset.splits[name].labels for name in ("val", "test")}
+    if temperature is None:
+        temperature = fit_temperature(labels["val"], probabilities["val"])
+    calibrated = {name: calibrate(values, temperature) for name, values in probabilities.items()}
     if binary and threshold is None:
-        threshold = choose_threshold(labels["val"], probabilities["val"][:, 1], config.min_sensitivity)
+        threshold = choose_threshold(labels["val"], calibrated["val"][:, 1], config.min_sensitivity)
     results = {
-        name: evaluate_predictions(labels[name], probabilities[name], dataset.class_names, threshold) for name in labels
+        name: evaluate_predictions(labels[name], calibrated[name], dataset.class_names, threshold) for name in labels
     }
+    calibration = calibration_record(labels, probabilities, results, temperature)
     report = {
         "title": f"{config.architecture} on {dataset.source.get('file', config.data_format)}",
         "threshold": threshold,
     } | results
+    report["calibration"] = calibration | {
+        "reliability_before": {name: reliability_bins(labels[name], probabilities[name]) for name in labels}
+    }
     if binary:
         report["operating_point"] = operating_point(
             labels["val"],
-            probabilities["val"][:, 1],
+            calibrated["val"][:, 1],
             labels["test"],
-            probabilities["test"][:, 1],
+            calibrated["test"][:, 1],
             config.target_sensitivity,
             threshold,
         )
     # The card keeps the established keys per split; calibration gets its own section.
     card_metrics = {name: _without(results[name]["metrics"], "ece", "pr_auc") for name in labels}
     card_metrics["calibration"] = {f"{name}_ece": results[name]["metrics"]["ece"] for name in labels}
-    return {"threshold": threshold, "metrics": card_metrics, "report": report}
+    return {"threshold": threshold, "metrics": card_metrics, "calibration": calibration, "report": report}
+
+
+def calibration_record(labels: dict, probabilities: dict, results: dict, temperature: float) -> dict:
+    """The card's `calibration`: the temperature and the ECE of each split before and after it."""
+    ece = {
+        name: {
+            "before": expected_calibration_error(labels[name], probabilities[name]),
+            "after": results[name]["metrics"]["ece"],
+        }
+        for name in labels
+    }
+    return {"method": "temperature", "temperature": temperature, "fitted_on": "val", "ece": ece}
 
 
 def _without(values: dict, *keys: str) -> dict:
     return {key: value for key, value in values.items() if key not in keys}
+
+
+def fit_ood(embed, embeddings: dict, labels: dict, dataset: Dataset, config: TrainConfig, run_dir: Path) -> dict:
+    """Mahalanobis statistics of the train embeddings (saved to <run_dir>/ood.npz), the flagging
+    threshold from val, and the evaluation: test (in) vs out-of-distribution images."""
+    mahalanobis = fit_mahalanobis(embeddings["train"], labels["train"], len(dataset.class_names))
+    mahalanobis.save(run_dir / OOD_STATISTICS)
+    scores = {name: mahalanobis.scores(embeddings[name]) for name in ("val", "test")}
+    threshold = ood_threshold(scores["val"], config.ood_val_quantile)
+    test_images = dataset.splits["test"].images
+    out_images = out_of_distribution_images(config_spec(config), config.data_dir, test_images, config.seed)
+    out_scores = {kind: mahalanobis.scores(embed(images)) for kind, images in out_images.items()}
+    metrics = ood_metrics(scores["test"], out_scores, threshold) | {
+        "val_flag_rate": float(np.mean(scores["val"] > threshold))
+    }
+    log.info("OOD threshold %.3f; %s", threshold, metrics)
+    return {
+        "method": "mahalanobis",
+        "threshold": threshold,
+        "fitted_on": "train",
+        "threshold_on": "val",
+        "metrics": metrics,
+    }
 
 
 def evaluate_keras(
@@ -261,25 +335,35 @@ def evaluate_keras(
     run_dir: Path,
     report_dir: Path | None = None,
     threshold: float | None = None,
+    temperature: float | None = None,
 ) -> dict:
-    """evaluate() on the Keras model, plus the embedding baselines and t-SNE; writes the report
-    (default <run_dir>/report) and <run_dir>/evaluation.json."""
+    """evaluate() on the Keras model, the OOD guard, the embedding baselines and t-SNE; writes
+    the report (default <run_dir>/report), <run_dir>/evaluation.json and <run_dir>/ood.npz."""
     probabilities = probabilities_of(
         lambda images: model.predict(images, batch_size=config.batch_size, verbose=0), dataset
     )
-    evaluation = evaluate(probabilities, dataset, config, threshold)
+    evaluation = evaluate(probabilities, dataset, config, threshold, temperature)
+    embed = embedding_model(model)
+    splits = dataset.splits | {"train": train_subset(dataset, config)}
+    embeddings = {
+        name: embed.predict(split.images, batch_size=config.batch_size, verbose=0) for name, split in splits.items()
+    }
+    labels = {name: split.labels for name, split in splits.items()}
+    evaluation["ood"] = fit_ood(
+        lambda images: embed.predict(images, batch_size=config.batch_size, verbose=0),
+        embeddings,
+        labels,
+        dataset,
+        config,
+        run_dir,
+    )
+    evaluation["report"]["ood"] = evaluation["ood"]
     tsne = None
     if config.embedding_baselines:
-        embed = embedding_model(model)
-        splits = dataset.splits | {"train": train_subset(dataset, config)}
-        embeddings = {
-            name: embed.predict(split.images, batch_size=config.batch_size, verbose=0) for name, split in splits.items()
-        }
-        labels = {name: split.labels for name, split in splits.items()}
         evaluation["report"]["baselines"] = embedding_baselines(embeddings, labels, config, dataset.class_names)
         tsne = (embeddings["train"], embeddings["test"], config.seed)
     write_report(report_dir or run_dir / "report", evaluation["report"], dataset.class_names, tsne)
-    write_json(run_dir / EVALUATION, {key: evaluation[key] for key in ("threshold", "metrics")})
+    write_json(run_dir / EVALUATION, {key: evaluation[key] for key in ("threshold", "metrics", "calibration", "ood")})
     log.info(
         "threshold %s; val %s; test %s",
         evaluation["threshold"],
@@ -293,14 +377,23 @@ def evaluate_keras(
 
 
 def export_checked(
-    model: keras.Model, test: Split, threshold: float | None, config: TrainConfig, run_dir: Path
+    model: keras.Model,
+    test: Split,
+    threshold: float | None,
+    config: TrainConfig,
+    run_dir: Path,
+    ood: Mahalanobis | None = None,
 ) -> tuple[onnx.ModelProto, dict]:
-    """The ONNX model and its parity report; raises ParityError unless it reproduces Keras on the test split."""
-    model_proto = to_onnx(model, config.opset)
+    """The ONNX model and its parity report; raises ParityError unless it reproduces Keras on the
+    test split (probabilities, and with `ood` the class-activation maps and OOD scores too)."""
+    model_proto = to_onnx(model, config.opset, ood)
     model_bytes = model_proto.SerializeToString()
     (run_dir / "model.onnx").write_bytes(model_bytes)  # kept for inspection even if the check fails
-    keras_probabilities = model.predict(test.images, batch_size=config.batch_size, verbose=0)
-    parity = parity_report(keras_probabilities, onnx_probabilities(model_bytes, test.images), threshold)
+    keras_values = trust_model(model).predict(test.images, batch_size=config.batch_size, verbose=0)
+    onnx_values = onnx_outputs(model_bytes, test.images)
+    parity = parity_report(keras_values["probabilities"], onnx_values[OUTPUT_NAME], threshold)
+    if ood is not None:
+        parity |= trust_parity(keras_values, onnx_values, classifier_kernel(model), ood)
     log.info("ONNX parity %s", parity)
     check_parity(parity, config.parity_max_abs_diff)
     return model_proto, parity
@@ -341,8 +434,10 @@ def export(
 ) -> ModelCard:
     """Convert, check parity on test, then write model.onnx + model.json to the output and run folders."""
     metrics = dict(evaluation["metrics"])
+    statistics = run_dir / OOD_STATISTICS
+    ood = Mahalanobis.load(statistics) if "ood" in evaluation and statistics.is_file() else None
     model_proto, metrics["onnx_parity"] = export_checked(
-        model, dataset.splits["test"], evaluation["threshold"], config, run_dir
+        model, dataset.splits["test"], evaluation["threshold"], config, run_dir, ood
     )
     onnx_path = write_onnx(model_proto.SerializeToString(), config.output_dir)
     card = build_card(
@@ -356,6 +451,8 @@ def export(
         training=training,
         onnx_sha256=file_sha256(onnx_path),
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        calibration=evaluation.get("calibration"),
+        ood=evaluation.get("ood") if ood is not None else None,
     )
     card_path = write_card(card, config.output_dir)
     write_json(run_dir / "model.json", json.loads(card.model_dump_json()))

@@ -1,9 +1,15 @@
 """Classify one upload: check it, de-identify DICOM, ask the inference service, store image and result.
 
 Order matters: nothing is written until inference has accepted the image, and the
-object is removed again if the database write fails, so a rejected or failed request
+object is removed again if inserting the rows fails, so a rejected or failed request
 leaves neither a row nor an object behind. Objects orphaned anyway (a crash between the
-two writes, an object store that refused a delete) are removed by `reaper`.
+two writes, an object store that refused a delete, a commit whose outcome is unknown
+because the database went away during it) are removed by `reaper`.
+
+Object keys (no patient data in them): the image is `images/<yyyy>/<mm>/<dd>/<image uuid>.<jpg|png|dcm>`;
+its explanation heatmap, when the model gives one, is the PNG overlay beside it, the same key with
+`.heatmap.png` for the extension (`heatmap_key`). Both are referenced from their result's rows
+(images.object_key, results.heatmap_object_key), so one request leaves one row and one or two objects.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gateway import crud, dicom
+from gateway import crud, dicom, heatmap
 from gateway.errors import ProblemError, ServiceUnavailable
-from gateway.inference_client import InferenceClient, InferenceRejected, InferenceUnavailable
+from gateway.inference_client import InferenceClient, InferenceRejected, InferenceUnavailable, Prediction
 from gateway.models import Image, Result
 from gateway.principals import Principal
 from gateway.storage import ObjectStore, StorageUnavailable
@@ -55,6 +61,13 @@ class Classified:
     result: Result
     replayed: bool = False  # an earlier answer to the same Idempotency-Key
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Object:
+    key: str
+    data: bytes
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,11 @@ def _timed(timings: dict[str, float], name: str):
         yield
     finally:
         timings[name] = round((time.perf_counter() - started) * 1000, 1)
+
+
+def heatmap_key(image_key: str) -> str:
+    """The heatmap overlay's key beside its image's: `images/.../<uuid>.jpg` -> `images/.../<uuid>.heatmap.png`."""
+    return f"{image_key.rsplit('.', 1)[0]}.heatmap.png"
 
 
 def _scoped_key(submitter: Principal, key: str) -> str:
@@ -136,28 +154,59 @@ def classify_upload(
             raise ProblemError(status, exc.code, exc.message) from exc
 
     image, result = _new_rows(submitter, upload, prepared, prediction)
-    with _timed(timings, "storage"):
-        try:
-            store.put(image.object_key, prepared.data, prepared.media_type)
-        except StorageUnavailable as exc:
-            raise ServiceUnavailable(
-                "storage_unavailable", "the object store is unavailable; retry later", retry_after
-            ) from exc
+    with _timed(timings, "storage"):  # rendering the heatmap overlay included
+        objects = _objects(image, result, prepared, prediction)
+        _store_all(store, objects, retry_after)
     with _timed(timings, "database"):
         try:
-            saved = crud.add_result(session, image, result)
+            crud.add_result(session, image, result)
         except SQLAlchemyError as exc:
             session.rollback()
-            _remove_object(store, image.object_key)
+            for stored in objects:
+                _remove_object(store, stored.key)
             if isinstance(exc, IntegrityError) and (replay := _replay(session, submitter, upload)):
                 return replay  # a concurrent request with the same Idempotency-Key committed first
-            raise ServiceUnavailable(
-                "database_unavailable", "the database is unavailable; retry later", retry_after
-            ) from exc
+            raise _database_unavailable(retry_after) from exc
+        try:
+            saved = crud.commit_result(session, result)
+        except SQLAlchemyError as exc:
+            # The commit may have reached the database before the connection broke, so the objects stay
+            # (removing them could leave a row without its image); the reaper removes them if no row refers to them.
+            session.rollback()
+            raise _database_unavailable(retry_after) from exc
     return Classified(saved, timings_ms=timings)
 
 
-def _new_rows(submitter: Principal, upload: Upload, prepared: _Prepared, prediction) -> tuple[Image, Result]:
+def _database_unavailable(retry_after: int) -> ServiceUnavailable:
+    return ServiceUnavailable("database_unavailable", "the database is unavailable; retry later", retry_after)
+
+
+def _objects(image: Image, result: Result, prepared: _Prepared, prediction: Prediction) -> list[_Object]:
+    """The image, and its heatmap overlay when the model explained its answer."""
+    objects = [_Object(image.object_key, prepared.data, prepared.media_type)]
+    if prediction.explanation:
+        width, height = heatmap.image_size(prepared.data, prepared.media_type)
+        overlay = heatmap.render_overlay(prediction.explanation, width, height)
+        objects.append(_Object(result.heatmap_object_key, overlay, heatmap.PNG))
+    return objects
+
+
+def _store_all(store: ObjectStore, objects: list[_Object], retry_after: int) -> None:
+    """Puts every object, or none: those already put are removed when one put fails."""
+    for index, stored in enumerate(objects):
+        try:
+            store.put(stored.key, stored.data, stored.media_type)
+        except StorageUnavailable as exc:
+            for earlier in objects[:index]:
+                _remove_object(store, earlier.key)
+            raise ServiceUnavailable(
+                "storage_unavailable", "the object store is unavailable; retry later", retry_after
+            ) from exc
+
+
+def _new_rows(
+    submitter: Principal, upload: Upload, prepared: _Prepared, prediction: Prediction
+) -> tuple[Image, Result]:
     now = datetime.now(timezone.utc)
     meta = prepared.dicom
     image = Image(
@@ -178,6 +227,12 @@ def _new_rows(submitter: Principal, upload: Upload, prepared: _Prepared, predict
         label=prediction.label,
         probabilities=prediction.probabilities,
         threshold=prediction.threshold,
+        calibration_temperature=prediction.calibration_temperature,
+        ood=prediction.ood.flagged if prediction.ood else None,
+        ood_score=prediction.ood.score if prediction.ood else None,
+        explanation_method=prediction.explanation.method if prediction.explanation else None,
+        explanation_class=prediction.explanation.class_name if prediction.explanation else None,
+        heatmap_object_key=heatmap_key(image.object_key) if prediction.explanation else None,
         accession_number=upload.accession_number,
         external_id=upload.external_id,
         idempotency_key=_scoped_key(submitter, upload.idempotency_key) if upload.idempotency_key else None,
@@ -192,10 +247,11 @@ def _new_rows(submitter: Principal, upload: Upload, prepared: _Prepared, predict
 
 
 def delete_result(session: Session, store: ObjectStore, result: Result) -> None:
-    """Remove the rows first, then the object; an object left by a storage failure is an orphan the reaper removes."""
-    object_key = result.image.object_key
+    """Remove the rows first, then the objects; an object left by a storage failure is an orphan the reaper removes."""
+    object_keys = [key for key in (result.image.object_key, result.heatmap_object_key) if key]
     crud.delete_result(session, result)
-    _remove_object(store, object_key)
+    for key in object_keys:
+        _remove_object(store, key)
 
 
 def _remove_object(store: ObjectStore, key: str) -> None:

@@ -174,16 +174,23 @@ def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: 
 # images and results
 
 
-def add_result(session: Session, image: Image, result: Result) -> Result:
+def add_result(session: Session, image: Image, result: Result) -> None:
+    """Insert the rows, uncommitted: when this fails, nothing was stored."""
     session.add_all([image, result])
+    session.flush()
+
+
+def commit_result(session: Session, result: Result) -> Result:
     session.commit()
     session.refresh(result)
     return result
 
 
 def referenced_object_keys(session: Session, keys: list[str]) -> set[str]:
-    """Those of `keys` that an image row refers to."""
-    return set(session.scalars(select(Image.object_key).where(Image.object_key.in_(keys))))
+    """Those of `keys` that a row refers to: an image, or a result's heatmap."""
+    images = set(session.scalars(select(Image.object_key).where(Image.object_key.in_(keys))))
+    heatmaps = set(session.scalars(select(Result.heatmap_object_key).where(Result.heatmap_object_key.in_(keys))))
+    return images | heatmaps
 
 
 def get_result_by_idempotency_key(session: Session, scoped_key: str) -> Result | None:
@@ -212,6 +219,7 @@ class ResultFilter:
     since: datetime | None = None
     until: datetime | None = None
     submitted_by: str | None = None  # a user's username or an API client's name
+    ood: bool | None = None  # flagged as out of distribution (False: checked and not flagged)
     sort: str = "-created_at"  # a column name from RESULT_SORTS, "-" for descending
 
 
@@ -223,6 +231,8 @@ def _filtered(query: Select, where: ResultFilter) -> Select:
         query = query.where(Result.label == where.label)
     if where.model:
         query = query.where(Result.model_name == where.model)
+    if where.ood is not None:
+        query = query.where(Result.ood == where.ood)
     if where.since:
         query = query.where(Result.created_at >= where.since)
     if where.until:

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -131,6 +131,7 @@ class Result(Base):
         Index("ix_results_created_at", "created_at"),
         Index("ix_results_label_created_at", "label", "created_at"),
         Index("ix_results_model_created_at", "model_name", "created_at"),
+        Index("ix_results_ood_created_at", "ood", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -140,6 +141,13 @@ class Result(Base):
     label: Mapped[str] = mapped_column(String(64))
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     threshold: Mapped[float | None] = mapped_column(Float)
+    # from models that have them (all None otherwise): probability calibration, OOD guard, explanation
+    calibration_temperature: Mapped[float | None] = mapped_column(Float)
+    ood: Mapped[bool | None] = mapped_column(Boolean)
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    explanation_method: Mapped[str | None] = mapped_column(String(32))
+    explanation_class: Mapped[str | None] = mapped_column(String(64))
+    heatmap_object_key: Mapped[str | None] = mapped_column(String(255), unique=True)  # the PNG overlay
     # the caller's own references (never patient identifiers), stored as given
     accession_number: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(128))

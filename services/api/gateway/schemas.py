@@ -109,6 +109,23 @@ class ImageOut(BaseModel):
     view_position: str | None = None
 
 
+class CalibrationOut(BaseModel):
+    """How the model's probabilities were calibrated (temperature scaling fitted on validation data)."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float
+
+
+class ExplanationOut(BaseModel):
+    """Where the model looked: a class-activation heatmap, served as a PNG overlay of the whole image."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    method: str
+    class_: str = Field(alias="class", description="the class whose activation the heatmap shows")
+    heatmap_url: str
+
+
 class ResultOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -123,6 +140,11 @@ class ResultOut(BaseModel):
     image: ImageOut
     accession_number: str | None = None
     external_id: str | None = None
+    # null for models without an out-of-distribution guard, calibration or explanation
+    ood: bool | None = Field(None, description="true when the image looks unlike the model's training images")
+    ood_score: float | None = None
+    calibration: CalibrationOut | None = None
+    explanation: ExplanationOut | None = None
 
     _utc = field_validator("created_at")(as_utc)
 
@@ -131,7 +153,7 @@ class Timings(BaseModel):
     """Where the time of one classification went, in milliseconds."""
 
     inference_ms: float
-    storage_ms: float
+    storage_ms: float  # with rendering the heatmap overlay, when the model explains its answer
     database_ms: float
 
 

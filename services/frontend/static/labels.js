@@ -44,8 +44,8 @@ export function isOutOfDistribution(result) {
 }
 
 /**
- * Where the explanation heatmap of a result is, or null: a data: URL or a path under the API.
- * The gateway does not send one yet; `explanation.heatmap_url` is the expected field.
+ * Where the explanation heatmap of a result is, or null: a path under the API (`/results/{id}/heatmap`,
+ * fetched with the bearer token) or a data: URL. A PNG overlay of the whole image, same aspect ratio.
  */
 export function heatmapUrl(result) {
   return result.explanation?.heatmap_url ?? null;
@@ -53,7 +53,8 @@ export function heatmapUrl(result) {
 
 export const UNCERTAIN_NOTE = "Uncertain: the probability is close to the decision threshold. Read with extra care.";
 export const OUT_OF_DISTRIBUTION_NOTE =
-  "Unusual image: it differs from the chest X-rays the model was trained on, so the result may not be reliable.";
+  "Unusual image: it looks unlike the chest X-rays the model was trained on, so this result may be unreliable. " +
+  "Check that the right image was sent.";
 
 export const DISCLAIMER =
   "Decision support only, not a diagnosis. The image must be read and the finding confirmed by a qualified clinician.";

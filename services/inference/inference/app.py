@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 from contextlib import asynccontextmanager
 
@@ -21,10 +23,25 @@ from inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_blocks_to_the_os(threshold_bytes: int = 128 * 1024) -> None:
+    """Fix glibc's mmap threshold so that large freed blocks (a batch's activations) go back to the OS.
+
+    By default glibc raises the threshold after each freed large block, and later batches are then
+    carved from heaps it keeps for good: a server's memory would stay at its largest batches.
+    """
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
+    except (OSError, AttributeError):  # not glibc
+        log.info("mallopt is not available; memory after large batches stays with the process")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging()
+    return_large_blocks_to_the_os()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

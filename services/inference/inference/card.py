@@ -63,6 +63,38 @@ class Batching(BaseModel):
     max_queue_delay_us: int | None = Field(default=None, ge=0)
 
 
+class Calibration(BaseModel):
+    """Temperature scaling: served probabilities = softmax(log(p) / temperature) of the raw output."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0.0)
+    fitted_on: str = "val"
+    # expected calibration error per split, before and after: {"val": {"before": .., "after": ..}}
+    ece: dict[str, dict[str, float]] = {}
+
+
+class Explanation(BaseModel):
+    """Class-activation maps: output `output` holds one raw map per class, N x classes x h x w."""
+
+    method: Literal["CAM"] = "CAM"
+    output: str
+    layout: Literal["NCHW"] = "NCHW"
+    shape: list[int] = Field(min_length=2, max_length=2)  # [h, w]
+    # the part of the original image the map covers: the preprocessing's crop (none: all of it)
+    region: Literal["center_square", "none"] = "center_square"
+
+
+class OutOfDistribution(BaseModel):
+    """A score output (higher = less like the training data); above `threshold` flags the input."""
+
+    method: Literal["mahalanobis"] = "mahalanobis"
+    output: str
+    threshold: float
+    fitted_on: str = "train"
+    threshold_on: str = "val"
+    metrics: dict[str, float] = {}
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -78,6 +110,9 @@ class ModelCard(BaseModel):
     batching: Batching | None = None
     metrics: dict[str, dict[str, float]] = {}
     training: dict = {}
+    calibration: Calibration | None = None
+    explanation: Explanation | None = None
+    ood: OutOfDistribution | None = None
     onnx_sha256: str
     created_at: str = ""
 

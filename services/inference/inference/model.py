@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from inference.codec import DATATYPES
 from inference.errors import BadRequest
 from inference.preprocessing import preprocess_bytes
 from inference.settings import Settings
+from inference.trust import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class OnnxModel:
         self.card: ModelCard | None = None
         self.session: ort.InferenceSession | None = None
         self.ready = False
+        self._runs = threading.BoundedSemaphore(settings.concurrent_runs_per_model)
 
     @property
     def name(self) -> str:
@@ -84,6 +87,7 @@ class OnnxModel:
         options.intra_op_num_threads = self.settings.intra_op_threads
         options.inter_op_num_threads = self.settings.inter_op_threads
         options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.settings.graph_optimization_level]
+        options.enable_cpu_mem_arena = self.settings.cpu_memory_arena
         return options
 
     def _providers(self) -> list[str]:
@@ -110,7 +114,8 @@ class OnnxModel:
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [spec["name"] for spec in self._output_specs]
         try:
-            values = self.session.run(names, inputs)
+            with self._runs:
+                values = self.session.run(names, inputs)
         except InvalidArgument as exc:  # onnxruntime's word for inputs the graph cannot take
             raise BadRequest(f"the model cannot run on these inputs: {exc}") from exc
         return dict(zip(names, values))
@@ -133,6 +138,17 @@ class OnnxModel:
         """Raw image files -> one input batch, preprocessed as the card says."""
         spec, max_pixels = self.card.preprocessing, self.settings.max_image_pixels
         return np.stack([preprocess_bytes(data, spec, max_pixels) for data in images])
+
+    def classify_outputs(self) -> list[str]:
+        """What the image call runs: the probabilities, plus the heatmap and OOD outputs the card declares."""
+        extra = [self.card.explanation, self.card.ood]
+        return [self.probabilities_output] + [item.output for item in extra if item is not None]
+
+    def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """The raw probabilities scaled by the card's temperature (unchanged without calibration)."""
+        if self.card.calibration is None:
+            return probabilities
+        return calibrate(probabilities, self.card.calibration.temperature)
 
     def label_probabilities(self, row: np.ndarray) -> dict[str, float]:
         return dict(zip(self.card.labels, map(float, row)))

@@ -59,8 +59,33 @@ class InferenceRequest(_Strict):
     outputs: list[RequestOutput] | None = None
 
 
+class CalibrationApplied(BaseModel):
+    method: str
+    temperature: float
+
+
+class OutOfDistributionResult(BaseModel):
+    method: str
+    score: float
+    threshold: float
+    flagged: bool  # the image is unlike the training data: do not trust the label
+
+
+class ExplanationHeatmap(BaseModel):
+    method: str
+    class_: str = Field(alias="class")  # the label explained: the decided one
+    region: str  # the part of the uploaded image the heatmap covers (the preprocessing's crop)
+    heatmap: list[list[float]]  # h rows (top to bottom) of w values in 0..1
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class ImageClassification(BaseModel):
-    """The answer to the image call: what a clinician-facing system needs."""
+    """The answer to the image call: what a clinician-facing system needs.
+
+    `probabilities` and `label` are calibrated when the model card says how (`calibration`);
+    `ood` and `explanation` are null for models without those outputs.
+    """
 
     model_config = ConfigDict(protected_namespaces=())
 
@@ -70,3 +95,6 @@ class ImageClassification(BaseModel):
     probabilities: dict[str, float]
     threshold: float | None
     positive_class: str | None
+    calibration: CalibrationApplied | None = None
+    ood: OutOfDistributionResult | None = None
+    explanation: ExplanationHeatmap | None = None

@@ -1,7 +1,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     # a JSON list in the environment; providers this onnxruntime build lacks are skipped
     execution_providers: list[str] = ["CPUExecutionProvider"]
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    # onnxruntime's CPU arena keeps the peak of the largest batch it has run for good; without
+    # it activation memory goes back after each run, which keeps a server's memory predictable
+    cpu_memory_arena: bool = False
+    # onnxruntime calls of one model running at once (Triton's instance count); each already
+    # uses intra_op_threads, and every extra one holds its own activations in memory
+    concurrent_runs_per_model: int = Field(default=1, ge=1)
 
     # limits
     max_body_bytes: int = 20 * 1024 * 1024

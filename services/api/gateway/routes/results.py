@@ -1,3 +1,4 @@
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -12,7 +13,7 @@ from gateway.errors import ProblemError, ServiceUnavailable
 from gateway.models import Result
 from gateway.preview import preview_of
 from gateway.principals import Principal
-from gateway.schemas import ImageOut, Problem, ResultOut, ResultPage
+from gateway.schemas import CalibrationOut, ExplanationOut, ImageOut, Problem, ResultOut, ResultPage
 from gateway.storage import ObjectNotFound, StorageUnavailable
 
 router = APIRouter(prefix="/results", tags=["results"], responses={401: {"model": Problem}})
@@ -41,6 +42,25 @@ def result_out(result: Result) -> ResultOut:
         ),
         accession_number=result.accession_number,
         external_id=result.external_id,
+        ood=result.ood,
+        ood_score=result.ood_score,
+        calibration=_calibration_out(result),
+        explanation=_explanation_out(result),
+    )
+
+
+def _calibration_out(result: Result) -> CalibrationOut | None:
+    temperature = result.calibration_temperature
+    return CalibrationOut(temperature=temperature) if temperature is not None else None
+
+
+def _explanation_out(result: Result) -> ExplanationOut | None:
+    if not result.heatmap_object_key:
+        return None
+    return ExplanationOut(
+        method=result.explanation_method or "",
+        class_=result.explanation_class or "",
+        heatmap_url=f"/results/{result.id}/heatmap",
     )
 
 
@@ -59,6 +79,7 @@ _SORTS = "|".join(f"-?{name}" for name in crud.RESULT_SORTS)
 def list_results(
     session: SessionDep,
     viewer: CurrentPrincipal,
+    context: RequestContextDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     page: Annotated[int | None, Query(ge=1, description="1-based page of `limit` items; overrides `offset`")] = None,
@@ -67,12 +88,16 @@ def list_results(
     since: Annotated[datetime | None, Query(description="created at or after")] = None,
     until: Annotated[datetime | None, Query(description="created before")] = None,
     submitted_by: Annotated[str | None, Query(max_length=128, description="a username or an API client's name")] = None,
+    ood: Annotated[bool | None, Query(description="true: only images flagged as unlike the training data")] = None,
     sort: Annotated[str, Query(pattern=f"^({_SORTS})$")] = "-created_at",
 ):
     """Results newest first (or as `sort` says); API clients see only their own."""
     offset = (page - 1) * limit if page else offset
-    where = crud.ResultFilter(label, model, since, until, submitted_by, sort)
+    where = crud.ResultFilter(label, model, since, until, submitted_by, ood, sort)
     results, total = crud.list_results(session, viewer, where, limit, offset)
+    filters = (("label", label), ("model", model), ("submitted_by", submitted_by))
+    searched = {name: value for name, value in filters if value}
+    audit.record(session, context, "result.list", "success", viewer, detail=json.dumps(searched) if searched else None)
     return ResultPage(items=[result_out(r) for r in results], total=total, limit=limit, offset=offset)
 
 
@@ -89,10 +114,15 @@ _IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options"
 def _stored_image(session, store, settings, viewer: Principal, result_id: uuid.UUID) -> tuple[bytes, str]:
     """The stored image's bytes and media type, if this viewer may see the result."""
     image = _get_or_404(session, viewer, result_id).image
+    data = _stored_object(store, settings, image.object_key, "image_not_found", "the stored image is missing")
+    return data, image.content_type
+
+
+def _stored_object(store, settings, key: str, missing_code: str, missing_detail: str) -> bytes:
     try:
-        return store.get(image.object_key), image.content_type
+        return store.get(key)
     except ObjectNotFound as exc:
-        raise ProblemError(404, "image_not_found", "the stored image is missing") from exc
+        raise ProblemError(404, missing_code, missing_detail) from exc
     except StorageUnavailable as exc:
         raise ServiceUnavailable(
             "storage_unavailable", "the object store is unavailable", settings.retry_after_seconds
@@ -115,6 +145,28 @@ def get_result_image(
     with audit.recorded(session, context, "result.image_view", viewer, f"result:{result_id}"):
         data, media_type = _stored_image(session, store, settings, viewer, result_id)
     return Response(data, media_type=media_type, headers=_IMAGE_HEADERS)
+
+
+@router.get(
+    "/{result_id}/heatmap",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}, 503: {"model": Problem}},
+)
+def get_result_heatmap(
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    viewer: CurrentPrincipal,
+    context: RequestContextDep,
+    result_id: uuid.UUID,
+):
+    """The explanation heatmap as an RGBA PNG with the image's aspect ratio, to lay over the whole image."""
+    with audit.recorded(session, context, "result.heatmap_view", viewer, f"result:{result_id}"):
+        key = _get_or_404(session, viewer, result_id).heatmap_object_key
+        if not key:
+            raise ProblemError(404, "heatmap_not_found", "this result has no explanation heatmap")
+        data = _stored_object(store, settings, key, "heatmap_not_found", "the stored heatmap is missing")
+    return Response(data, media_type="image/png", headers=_IMAGE_HEADERS)
 
 
 @router.get(

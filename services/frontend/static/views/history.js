@@ -1,4 +1,4 @@
-// The history page: past results with filters (label, date range, model), sortable columns and pages.
+// The history page: past results with filters (label, dates, model, unusual images), sortable columns and pages.
 import * as api from "../api.js";
 import { clearFields, el, showMessage } from "../dom.js";
 import { dayRange, formatDateTime, formatPercent } from "../format.js";
@@ -42,8 +42,8 @@ export function createHistoryView(section, { onOpen }) {
   const resultOfThumbnail = new WeakMap();
 
   function filters() {
-    const values = Object.fromEntries(new FormData(form));
-    return { label: values.label, model: values.model.trim(), ...dayRange(values.since, values.until) };
+    const { label, model, ood, since, until } = Object.fromEntries(new FormData(form));
+    return { label, model: model.trim(), ood, ...dayRange(since, until) };
   }
 
   function hasFilters() {

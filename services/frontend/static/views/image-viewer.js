@@ -4,6 +4,7 @@ import { apiImageUrl } from "../images.js";
 import { errorMessage } from "../messages.js";
 
 let viewers = 0; // for unique ids of the controls
+const HEATMAP_LEGEND = "The warmer the colour (up to red), the more a region weighed in the model's answer.";
 
 /**
  * `imageUrl`: a Promise of the image's URL; `heatmap`: the heatmap's data: URL or API path, or null.
@@ -69,5 +70,6 @@ function heatmapControls(id, overlay) {
     el("span", { className: "check" }, show, el("label", { htmlFor: show.id, textContent: "Show explanation heatmap" })),
     el("label", { htmlFor: opacity.id, textContent: "Heatmap opacity" }),
     opacity,
+    el("p", { className: "hint", textContent: HEATMAP_LEGEND }),
   ];
 }

@@ -26,6 +26,7 @@ export function renderResult(result, extraFacts = []) {
       { className: "facts" },
       ...fact("Decision threshold", thresholdText(result.threshold)),
       ...fact("Model", modelName(result)),
+      ...(typeof result.ood === "boolean" ? fact("Image check", imageCheckText(result)) : []),
       ...fact("Classified", formatDateTime(result.created_at)),
       ...fact("Submitted by", result.created_by),
       ...extraFacts.flatMap(([term, description]) => fact(term, description)),
@@ -80,6 +81,11 @@ function renderProbabilities(result) {
 function thresholdText(threshold) {
   if (typeof threshold !== "number") return "None (the most probable class is reported)";
   return `${formatPercent(threshold)} probability of ${describeClass(POSITIVE_CLASS).name.toLowerCase()}`;
+}
+
+function imageCheckText(result) {
+  const score = typeof result.ood_score === "number" ? ` (score ${result.ood_score.toFixed(1)})` : "";
+  return result.ood ? `Unusual image${score}` : `Like the chest X-rays the model was trained on${score}`;
 }
 
 function fact(term, description) {

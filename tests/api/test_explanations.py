@@ -1,0 +1,189 @@
+"""Calibrated probabilities, the out-of-distribution flag and explanation heatmaps through the gateway:
+the real inference service with the committed model, real Postgres, the S3 server over HTTP."""
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.classification import heatmap_key
+from gateway.heatmap import OVERLAY_LONG_SIDE, overlay_size, render_overlay
+from gateway.inference_client import Explanation
+from support import (
+    MODEL_REPOSITORY,
+    bearer_client,
+    blank_png,
+    client_credentials_token,
+    latest_model_version,
+    new_api_client,
+    noise_png,
+    png_image,
+)
+
+
+def classify(client, data: bytes, name: str = "upload.png") -> dict:
+    response = client.post("/classify", files={"file": (name, data)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def stored_keys(database, result_id: str) -> tuple[str, str | None]:
+    """The image's and the heatmap's object keys of one result, as the rows hold them."""
+    row = database.execute(
+        "SELECT i.object_key, r.heatmap_object_key FROM results r JOIN images i ON i.id = r.image_id WHERE r.id = %s",
+        (result_id,),
+    ).fetchone()
+    database.commit()
+    return row
+
+
+def heatmap_png(client, result: dict) -> Image.Image:
+    response = client.get(result["explanation"]["heatmap_url"])
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def widened(path) -> Image.Image:
+    """The X-ray with black bands left and right: its centre square, which the model sees, is the X-ray itself."""
+    xray = Image.open(path).convert("L")
+    wide = Image.new("L", (xray.width * 3 // 2, xray.height))
+    wide.paste(xray, ((wide.width - xray.width) // 2, 0))
+    return wide
+
+
+def test_a_sample_xray_is_calibrated_explained_and_not_flagged(admin_client, sample_xrays, database, s3_server):
+    wide = widened(sample_xrays["pneumonia"][0])
+
+    result = classify(admin_client, png_image(np.asarray(wide)))
+
+    assert result["ood"] is False and isinstance(result["ood_score"], float)
+    assert result["calibration"]["method"] == "temperature" and result["calibration"]["temperature"] > 0
+    assert result["explanation"] == {
+        "method": "CAM",
+        "class": result["explanation"]["class"],
+        "heatmap_url": f"/results/{result['id']}/heatmap",
+    }
+    assert result["explanation"]["class"] in result["probabilities"]
+    image_key, stored_heatmap_key = stored_keys(database, result["id"])
+    assert stored_heatmap_key == heatmap_key(image_key) and stored_heatmap_key.endswith(".heatmap.png")
+    stored = s3_server.client().get_object(Bucket=s3_server.bucket, Key=stored_heatmap_key)
+    assert stored["ContentType"] == "image/png"
+
+    overlay = heatmap_png(admin_client, result)
+    assert overlay.mode == "RGBA" and overlay.size == overlay_size(*wide.size) == (OVERLAY_LONG_SIDE, 341)
+    alpha = np.asarray(overlay)[:, :, 3]
+    left, right = (OVERLAY_LONG_SIDE - 341) // 2, (OVERLAY_LONG_SIDE + 341) // 2  # the X-ray in the overlay
+    assert alpha[:, left:right].max() > 0  # the model looked somewhere in it
+    assert alpha[:, : left - 1].max() == 0 and alpha[:, right + 1 :].max() == 0  # and nowhere in the bands
+    assert admin_client.get(f"/results/{result['id']}").json()["explanation"] == result["explanation"]
+
+
+@pytest.mark.parametrize("make_image", [blank_png, noise_png], ids=["blank", "noise"])
+def test_images_unlike_chest_xrays_are_flagged(admin_client, make_image):
+    result = classify(admin_client, make_image())
+
+    assert result["ood"] is True
+    assert admin_client.get(f"/results/{result['id']}").json()["ood"] is True
+    assert heatmap_png(admin_client, result).size == (OVERLAY_LONG_SIDE, OVERLAY_LONG_SIDE)
+
+
+def test_results_filter_by_the_ood_flag(service_client, sample_xrays):
+    flagged = classify(service_client, blank_png())
+    typical = classify(service_client, sample_xrays["normal"][0].read_bytes(), "x.jpg")
+
+    only_flagged = service_client.get("/results", params={"ood": "true"}).json()
+    only_typical = service_client.get("/results", params={"ood": "false"}).json()
+
+    assert [item["id"] for item in only_flagged["items"]] == [flagged["id"]] and only_flagged["total"] == 1
+    assert [item["id"] for item in only_typical["items"]] == [typical["id"]] and only_typical["total"] == 1
+    bad = service_client.get("/results", params={"ood": "maybe"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
+
+
+def test_the_heatmap_has_the_access_rules_and_audit_of_the_image(gateway, admin_client, service_client, sample_xrays):
+    result = classify(service_client, sample_xrays["normal"][0].read_bytes(), "x.jpg")
+    heatmap_png(service_client, result)
+
+    other = new_api_client(admin_client)
+    token = client_credentials_token(gateway.url, other["client_id"], other["client_secret"])
+    with bearer_client(gateway.url, token) as other_client:
+        response = other_client.get(result["explanation"]["heatmap_url"])
+    assert response.status_code == 404 and response.json()["code"] == "result_not_found"
+    events = admin_client.get("/audit", params={"action": "result.heatmap_view", "limit": 200}).json()["items"]
+    target = f"result:{result['id']}"
+    outcomes = {(event["actor_name"], event["outcome"]) for event in events if event["target"] == target}
+    assert outcomes == {(service_client.api_client["name"], "success"), (other["name"], "failure")}
+    assert httpx.get(f"{gateway.url}{result['explanation']['heatmap_url']}").status_code == 401
+
+
+def test_deleting_a_result_removes_its_heatmap_object(admin_client, sample_xrays, database, s3_server):
+    result = classify(admin_client, sample_xrays["normal"][1].read_bytes(), "x.jpg")
+    image_key, stored_heatmap_key = stored_keys(database, result["id"])
+    assert {image_key, stored_heatmap_key} <= set(s3_server.keys())
+
+    assert admin_client.delete(f"/results/{result['id']}").status_code == 204
+
+    assert not {image_key, stored_heatmap_key} & set(s3_server.keys())
+    assert admin_client.get(result["explanation"]["heatmap_url"]).status_code == 404
+
+
+# The overlay itself, for images of any shape (no services needed).
+
+
+def test_the_overlay_covers_the_centre_square_of_a_wide_image_and_nothing_else():
+    explanation = Explanation("CAM", "pneumonia", "center_square", [[0.0, 1.0], [0.5, 0.25]])
+
+    overlay = np.asarray(Image.open(io.BytesIO(render_overlay(explanation, 1000, 600))))
+
+    assert overlay.shape == (307, 512, 4)
+    square = overlay[:, 102:410]  # x 200..800 of the image, scaled by 0.512
+    assert overlay[:, :102, 3].max() == 0 and overlay[:, 410:, 3].max() == 0
+    assert square[0, -1].tolist() == [255, 0, 0, 255]  # the hottest corner: red and opaque
+    assert square[0, 0, 3] == 0  # a zero is transparent
+    assert 0 < square[-1, 0, 3] < 255 and square[-1, 0, 3] > square[-1, -1, 3]  # alpha rises with the value
+
+
+def test_an_overlay_of_the_whole_image_keeps_a_tall_aspect_ratio():
+    explanation = Explanation("CAM", "normal", "none", [[1.0] * 3] * 3)
+
+    overlay = Image.open(io.BytesIO(render_overlay(explanation, 300, 900)))
+
+    assert overlay.size == (171, 512)
+    assert np.asarray(overlay)[:, :, 3].min() == 255
+
+
+@pytest.fixture
+def model_without_extras(tmp_path) -> Path:
+    """A model repository with the committed model, its card without calibration, OOD guard and explanation,
+    as models trained before them have."""
+    source = MODEL_REPOSITORY / "pneumonia-xray" / latest_model_version()
+    target = tmp_path / "models" / "pneumonia-xray" / source.name
+    target.mkdir(parents=True)
+    shutil.copy(source / "model.onnx", target / "model.onnx")
+    card = json.loads((source / "model.json").read_text())
+    for extra in ("calibration", "ood", "explanation"):
+        card.pop(extra, None)
+    (target / "model.json").write_text(json.dumps(card))
+    return tmp_path / "models"
+
+
+def test_a_model_without_the_extras_still_classifies_without_them(
+    start_inference, gateway_with, model_without_extras, sample_xrays, database, s3_server
+):
+    old_model = start_inference({"INFERENCE_MODEL_REPOSITORY": str(model_without_extras)})
+    client = gateway_with(INFERENCE_URL=old_model)
+    objects = len(s3_server.keys())
+
+    result = classify(client, sample_xrays["normal"][0].read_bytes(), "x.jpg")
+
+    assert (result["ood"], result["ood_score"], result["calibration"], result["explanation"]) == (None,) * 4
+    assert stored_keys(database, result["id"])[1] is None and len(s3_server.keys()) == objects + 1
+    response = client.get(f"/results/{result['id']}/heatmap")
+    assert response.status_code == 404 and response.json()["code"] == "heatmap_not_found"
+    assert result["id"] not in {item["id"] for item in client.get("/results", params={"ood": "false"}).json()["items"]}
