@@ -21,12 +21,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "tests")]
 
-from processes import PYTHON, ServiceProcess, free_port, gateway_process, inference_process, run_prestart  # noqa: E402
+from processes import (  # noqa: E402
+    ServiceProcess,
+    free_port,
+    gateway_process,
+    inference_process,
+    run_prestart,
+    s3_process,
+)
+from reliability.reconcile import reconcile  # noqa: E402
 from support import POSTGRES_ADMIN_DSN, login, throwaway_database  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -55,16 +62,6 @@ def checked(response: httpx.Response, status: int) -> None:
         raise RuntimeError(f"{response.request.url} answered {response.status_code}: {response.text[:300]}")
 
 
-def reconcile(database_url: str, s3_client) -> str:
-    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql")) as connection:
-        rows = {key for (key,) in connection.execute("SELECT object_key FROM images")}
-    objects = set()
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        objects |= {item["Key"] for item in page.get("Contents", [])}
-    orphans, missing = len(objects - rows), len(rows - objects)
-    return f"rows {len(rows)}, objects {len(objects)}, objects without rows {orphans}, rows without objects {missing}"
-
-
 def table_row(*cells) -> str:
     widths = (11, 13, 8, 8, 15, 8, 8)
     texts = [f"{c:>{w}.1f}" if isinstance(c, float) else f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)]
@@ -75,8 +72,7 @@ def table_row(*cells) -> str:
 def running_services(logs: Path):
     """moto S3, the inference service and a migrated gateway on a throw-away database; yields the gateway's env."""
     s3_port, inference_port, gateway_port = free_port(), free_port(), free_port()
-    s3_args = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
-    s3 = ServiceProcess("s3", s3_args, {}, f"http://127.0.0.1:{s3_port}/moto-api/", logs / "s3.log")
+    s3 = s3_process(s3_port, logs / "s3.log")
     models = {"INFERENCE_MODEL_REPOSITORY": str(REPO_ROOT / "models")}
     inference = inference_process(inference_port, models, logs / "inference.log")
     started: list[ServiceProcess] = []
@@ -140,7 +136,8 @@ def run(requests: int, concurrencies: list[int]) -> None:
             aws_access_key_id="benchmark",
             aws_secret_access_key="benchmark",
         )
-        print(f"\nreconciliation: {reconcile(env['DATABASE_URL'], s3_client)}")
+        found = reconcile(env["DATABASE_URL"].replace("postgresql+psycopg", "postgresql"), s3_client, BUCKET)
+        print(f"\nreconciliation: {found.summary()}")
 
 
 def main() -> None:

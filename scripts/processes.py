@@ -66,6 +66,12 @@ class ServiceProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
+    def kill(self) -> None:
+        """End it and its children at once with SIGKILL, as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
 
 def uvicorn_args(factory: str, port: int, host: str = "127.0.0.1") -> list[str]:
     return [PYTHON, "-m", "uvicorn", factory, "--factory", "--host", host, "--port", str(port), "--no-access-log"]
@@ -85,6 +91,12 @@ def gateway_process(port: int, env: dict[str, str], log_path: Path | None = None
     return ServiceProcess(
         "gateway", uvicorn_args("gateway.main:create_app", port), env, f"http://127.0.0.1:{port}/health/live", log_path
     )
+
+
+def s3_process(port: int, log_path: Path | None = None) -> ServiceProcess:
+    """moto's S3 server (objects in memory: they end with the process)."""
+    args = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return ServiceProcess("s3", args, {}, f"http://127.0.0.1:{port}/moto-api/", log_path)
 
 
 def frontend_process(port: int, api_upstream: str, log_path: Path | None = None) -> ServiceProcess:

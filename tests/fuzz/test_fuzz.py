@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings, strategies
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
+from reliability import evidence  # the long form's figures (scripts/verify.sh)
+
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 fuzz_settings = settings(
@@ -26,23 +28,31 @@ fuzz_settings = settings(
 )
 
 
-def fuzz(schema, subtests, headers=None):
-    """Fuzz each operation of the schema as its own subtest."""
+def fuzz(schema, subtests, headers=None) -> dict:
+    """Fuzz each operation of the schema as its own subtest; returns how many cases ran and operations failed."""
+    counts = {"operations": 0, "cases": 0, "failed_operations": 0}
     for result in schema.get_all_operations():
         operation = result.ok()
 
         @fuzz_settings
         @given(case=strategies.one_of(*(operation.as_strategy(mode) for mode in GenerationMode)))
         def check(case):
+            counts["cases"] += 1
             case.call_and_validate(headers=headers, checks=CHECKS)
 
         with subtests.test(operation.label):
-            check()
+            counts["operations"] += 1
+            try:
+                check()
+            except Exception:
+                counts["failed_operations"] += 1
+                raise
+    return counts
 
 
 def test_gateway_conforms_to_its_schema(gateway_schema, admin_headers, subtests):
-    fuzz(gateway_schema, subtests, admin_headers)
+    evidence.record("fuzz-gateway", fuzz(gateway_schema, subtests, admin_headers))
 
 
 def test_inference_conforms_to_its_schema(inference_schema, subtests):
-    fuzz(inference_schema, subtests)
+    evidence.record("fuzz-inference", fuzz(inference_schema, subtests))
