@@ -1,7 +1,6 @@
 """Each dependency taken away while load runs: callers get 503 + Retry-After quickly, readiness
 says which dependency is out, the gateway recovers on its own, and nothing is half-written."""
 
-import asyncio
 
 import httpx
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from reliability import evidence
 from reliability.conftest import OUTAGE_SECONDS
 from reliability.faults import FAULTS, run_fault
+from reliability.load import run_async
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET, INFERENCE_TIMEOUT_SECONDS
 
@@ -19,7 +19,7 @@ REAPED_AFTER = {"database", "storage"}  # the outages that can leave orphaned ob
 
 @pytest.mark.parametrize("check", list(FAULTS))
 def test_gateway_survives_a_dependency_outage(stack, service_token, images, history, check):
-    report = asyncio.run(run_fault(stack, FAULTS[check], service_token, images, OUTAGE_SECONDS))
+    report = run_async(run_fault(stack, FAULTS[check], service_token, images, OUTAGE_SECONDS))
     history.outcomes += report.load.outcomes
     summary = report.summary()
     before_reaper = reconcile(stack.database_dsn, stack.s3_client(), BUCKET, history)

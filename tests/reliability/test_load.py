@@ -1,10 +1,9 @@
 """Load at concurrency 32 through the whole stack, then rows against objects against answers."""
 
-import asyncio
 
 from reliability import evidence
 from reliability.conftest import REQUESTS
-from reliability.load import run_load
+from reliability.load import run_async, run_load
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET
 
@@ -12,7 +11,7 @@ P99_LIMIT_MS = 10_000  # generous: 32 callers on a shared 2-core machine; the fi
 
 
 def test_load_is_served_without_errors_and_reconciles_exactly(stack, service_token, images, history):
-    report = asyncio.run(run_load(stack.url, service_token, images, requests=REQUESTS, concurrency=32))
+    report = run_async(run_load(stack.url, service_token, images, requests=REQUESTS, concurrency=32))
     history.outcomes += report.outcomes
     summary = report.summary()
     found = reconcile(stack.database_dsn, stack.s3_client(), BUCKET, history)

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 
 from reliability import evidence
-from reliability.load import keepalive_limits, run_load
+from reliability.load import keepalive_limits, run_async, run_load
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET
 from support import login
@@ -76,7 +76,7 @@ async def unreadable(gateway_url: str, token: str, results: list[dict], concurre
 
 
 def test_results_and_images_survive_a_restart_of_the_whole_stack(stack, service_token, images, history):
-    history.outcomes += asyncio.run(run_load(stack.url, service_token, images, requests=64)).outcomes
+    history.outcomes += run_async(run_load(stack.url, service_token, images, requests=64)).outcomes
     before_ids, before_schema = result_ids(stack.database_dsn), schema_and_accounts(stack.database_dsn)
 
     stack.stop_services()
@@ -88,7 +88,7 @@ def test_results_and_images_survive_a_restart_of_the_whole_stack(stack, service_
     token = login(stack.url, stack.env["FIRST_ADMIN_USERNAME"], stack.env["FIRST_ADMIN_PASSWORD"])
     with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as admin:
         results = listed_results(admin)
-    broken = asyncio.run(unreadable(stack.url, token, results))
+    broken = run_async(unreadable(stack.url, token, results))
     found = reconcile(stack.database_dsn, stack.s3_client(), BUCKET, history)
     numbers = {
         "results": len(results),
