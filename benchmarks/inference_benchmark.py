@@ -65,6 +65,8 @@ def keras_app():
     """Keras `model.predict` per request: raw float32 pixels in, probabilities out."""
     import keras
 
+    import trainer.model  # noqa: F401  registers the trainer's custom layers for loading
+
     model = keras.models.load_model(os.environ["BENCHMARK_KERAS_MODEL"])
     height, width, channels = model.input_shape[1:]
     app = FastAPI()
