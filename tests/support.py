@@ -3,6 +3,7 @@
 import os
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -102,3 +103,20 @@ def stored_counts(database, s3_server) -> tuple[int, int, int]:
     results = database.execute("SELECT count(*) FROM results").fetchone()[0]
     database.commit()
     return images, results, len(s3_server.keys())
+
+
+def token_claims(subject: str, role: str = "clinician", **overrides) -> dict:
+    """The claims of a valid access token for a user, as the gateway issues them; an override of None drops a claim."""
+    now = datetime.now(timezone.utc)
+    claims = {
+        "sub": subject,
+        "role": role,
+        "kind": "user",
+        "iss": "cxr-gateway",
+        "aud": "cxr-api",
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=5),
+        "jti": uuid.uuid4().hex,
+    } | overrides
+    return {name: value for name, value in claims.items() if value is not None}

@@ -7,25 +7,15 @@ import httpx
 import pytest
 from jose import jwt
 
-from support import login
+from support import login, token_claims
 
 
 def make_token(gateway, **overrides) -> str:
-    now = datetime.now(timezone.utc)
     me = httpx.get(
         f"{gateway.url}/me",
         headers={"Authorization": f"Bearer {login(gateway.url, gateway.admin_username, gateway.admin_password)}"},
     ).json()
-    claims = {
-        "sub": me["id"],
-        "role": "admin",
-        "iss": "cxr-gateway",
-        "aud": "cxr-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    } | overrides
+    claims = token_claims(me["id"], role="admin") | overrides
     algorithm = claims.pop("alg", "HS256")
     secret = claims.pop("secret", gateway.env["JWT_SECRET"])
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm=algorithm)

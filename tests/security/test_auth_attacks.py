@@ -17,7 +17,7 @@ import httpx
 import pytest
 from jose import jwt
 
-from support import bearer_client, client_credentials_token, login, new_api_client, new_user
+from support import bearer_client, client_credentials_token, login, new_api_client, new_user, token_claims
 
 
 @dataclass(frozen=True)
@@ -32,22 +32,6 @@ TOKEN_REFUSED = Refusal(401, "auth.token", "failure")
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims_for(user_id: str, **overrides) -> dict:
-    now = datetime.now(timezone.utc)
-    claims = {
-        "sub": user_id,
-        "role": "clinician",
-        "kind": "user",
-        "iss": "cxr-gateway",
-        "aud": "cxr-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    } | overrides
-    return {name: value for name, value in claims.items() if value is not None}
 
 
 def hand_made_token(header: dict, claims: dict, sign) -> str:
@@ -74,14 +58,14 @@ class Attacker:
         return httpx.get(f"{self.gateway.url}{path}", headers=headers, params=params, timeout=30)
 
     def signed(self, algorithm: str = "HS256", secret: str | None = None, **overrides) -> str:
-        return jwt.encode(claims_for(self.victim_id, **overrides), secret or self.secret, algorithm=algorithm)
+        return jwt.encode(token_claims(self.victim_id, **overrides), secret or self.secret, algorithm=algorithm)
 
     def with_token(self, token: str) -> tuple[httpx.Response, Refusal]:
         return self.get("/results", token), TOKEN_REFUSED
 
 
 def alg_none(attacker: Attacker):
-    token = hand_made_token({"alg": "none", "typ": "JWT"}, claims_for(attacker.victim_id, role="admin"), lambda _: "")
+    token = hand_made_token({"alg": "none", "typ": "JWT"}, token_claims(attacker.victim_id, role="admin"), lambda _: "")
     return attacker.with_token(token)
 
 
@@ -90,7 +74,7 @@ def algorithm_confusion_rs256_header(attacker: Attacker):
     def sign(data: bytes) -> str:
         return b64(hmac.new(attacker.secret.encode(), data, hashlib.sha256).digest())
 
-    return attacker.with_token(hand_made_token({"alg": "RS256", "typ": "JWT"}, claims_for(attacker.victim_id), sign))
+    return attacker.with_token(hand_made_token({"alg": "RS256", "typ": "JWT"}, token_claims(attacker.victim_id), sign))
 
 
 def algorithm_confusion_hs512(attacker: Attacker):

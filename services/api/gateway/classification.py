@@ -185,7 +185,8 @@ def _objects(image: Image, result: Result, prepared: _Prepared, prediction: Pred
     """The image, and its heatmap overlay when the model explained its answer."""
     objects = [_Object(image.object_key, prepared.data, prepared.media_type)]
     if prediction.explanation:
-        width, height = heatmap.image_size(prepared.data, prepared.media_type)
+        meta = prepared.dicom
+        width, height = (meta.width, meta.height) if meta else heatmap.image_size(prepared.data)
         overlay = heatmap.render_overlay(prediction.explanation, width, height)
         objects.append(_Object(result.heatmap_object_key, overlay, heatmap.PNG))
     return objects

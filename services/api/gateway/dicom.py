@@ -96,6 +96,8 @@ class DeidentifiedDicom:
     modality: str | None
     body_part: str | None
     view_position: str | None
+    width: int  # Columns: the displayed image's size, without parsing the file again
+    height: int  # Rows
 
 
 def is_dicom(data: bytes) -> bool:
@@ -125,6 +127,8 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
         modality=_text(clean, "Modality"),
         body_part=_text(clean, "BodyPartExamined"),
         view_position=_text(clean, "ViewPosition"),
+        width=int(original.Columns),
+        height=int(original.Rows),
     )
 
 

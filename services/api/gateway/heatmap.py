@@ -13,7 +13,6 @@ import io
 import numpy as np
 from PIL import Image
 
-from gateway import dicom
 from gateway.inference_client import Explanation
 
 OVERLAY_LONG_SIDE = 512
@@ -33,11 +32,8 @@ _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width an
 _EXIF_ORIENTATION = 0x0112
 
 
-def image_size(data: bytes, media_type: str) -> tuple[int, int]:
-    """(width, height) of the image as it is displayed: EXIF orientation applied, DICOM's first frame."""
-    if media_type == dicom.MEDIA_TYPE:
-        dataset = dicom.read_image(data)
-        return int(dataset.Columns), int(dataset.Rows)
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG or PNG as it is displayed: EXIF orientation applied."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
         orientation = image.getexif().get(_EXIF_ORIENTATION)
