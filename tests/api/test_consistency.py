@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from gateway.classification import heatmap_key
 from processes import PYTHON, REPO_ROOT
 
 
@@ -25,9 +24,8 @@ def run_reaper(gateway, minutes: float) -> str:
 
 def test_the_reaper_removes_old_orphans_and_keeps_referenced_objects(gateway, admin_client, s3_server, sample_xrays):
     kept = admin_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())}).json()
-    # as a crash between the objects and the row would leave them
-    orphan = f"images/2026/01/01/{uuid.uuid4()}.jpg"
-    orphan_heatmap = heatmap_key(orphan)
+    orphan = f"images/2026/01/01/{uuid.uuid4()}.jpg"  # as a crash between the object and the row would leave it
+    orphan_heatmap = f"images/2026/01/01/{uuid.uuid4()}.heatmap.png"  # an overlay stored under schema 0004
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=orphan, Body=b"\xff\xd8\xff orphan")
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=orphan_heatmap, Body=b"\x89PNG\r\n\x1a\n orphan")
 
@@ -42,11 +40,10 @@ def test_the_reaper_removes_old_orphans_and_keeps_referenced_objects(gateway, ad
     assert admin_client.get(kept["explanation"]["heatmap_url"]).status_code == 200
 
 
-def test_every_result_row_has_its_objects(database, s3_server):
+def test_every_result_row_has_its_object(database, s3_server):
     keys = {row[0] for row in database.execute("SELECT object_key FROM images")}
-    heatmaps = {row[0] for row in database.execute("SELECT heatmap_object_key FROM results")} - {None}
     database.commit()
-    assert keys | heatmaps <= set(s3_server.keys())
+    assert keys and keys <= set(s3_server.keys())
 
 
 @pytest.fixture
@@ -83,7 +80,7 @@ def test_a_failed_database_write_removes_the_stored_object(
 
     assert response.status_code == 503 and response.json()["code"] == "database_unavailable"
     assert database.execute("SELECT count(*) FROM images").fetchone()[0] == rows
-    assert len(s3_server.keys()) == objects  # neither the image nor its heatmap overlay is left
+    assert len(s3_server.keys()) == objects  # the image is not left behind
 
 
 def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
@@ -104,7 +101,8 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
     settings = Settings(environment="development", storage_backend="local", local_storage_dir=tmp_path / "objects")
     store = LocalObjectStore(settings)
     kept, orphan = "images/2026/01/01/kept.jpg", "images/2026/01/01/orphan.jpg"
-    for key in (kept, heatmap_key(kept), orphan, heatmap_key(orphan), "elsewhere/not-an-image.txt"):
+    old_overlay = "images/2026/01/01/kept.heatmap.png"  # stored beside its image under schema 0004
+    for key in (kept, old_overlay, orphan, "elsewhere/not-an-image.txt"):
         store.put(key, b"bytes", "image/jpeg")
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:
@@ -112,14 +110,9 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
         result = Result(
             image=image, model_name="m", model_version="1", label="normal", probabilities={}, threshold=None
         )
-        result.heatmap_object_key = heatmap_key(kept)
         session.add_all([image, result])
         session.commit()
         assert reap_orphans(session, store, timedelta(minutes=10)) == []
-        assert reap_orphans(session, store, timedelta(0)) == sorted([orphan, heatmap_key(orphan)])
+        assert reap_orphans(session, store, timedelta(0)) == sorted([old_overlay, orphan])
     engine.dispose()
-    assert sorted(stored.key for stored in store.list_objects("")) == [
-        "elsewhere/not-an-image.txt",
-        "images/2026/01/01/kept.heatmap.png",
-        "images/2026/01/01/kept.jpg",
-    ]
+    assert sorted(stored.key for stored in store.list_objects("")) == ["elsewhere/not-an-image.txt", kept]

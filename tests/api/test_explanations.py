@@ -1,5 +1,8 @@
 """Calibrated probabilities, the out-of-distribution flag and explanation heatmaps through the gateway:
-the real inference service with the committed model, real Postgres, the S3 server over HTTP."""
+the real inference service with the committed model, real Postgres, the S3 server over HTTP.
+
+The heatmap is kept in the result row and drawn as a PNG overlay when it is asked for, so a
+result has exactly one stored object: its image."""
 
 import io
 import json
@@ -11,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.classification import heatmap_key
 from gateway.heatmap import OVERLAY_LONG_SIDE, overlay_size, render_overlay
 from gateway.inference_client import Explanation
 from support import (
@@ -32,14 +34,21 @@ def classify(client, data: bytes, name: str = "upload.png") -> dict:
     return response.json()
 
 
-def stored_keys(database, result_id: str) -> tuple[str, str | None]:
-    """The image's and the heatmap's object keys of one result, as the rows hold them."""
+def stored_row(database, result_id: str) -> dict:
+    """What the rows hold of one result: its image's object key and size, the heatmap and its region."""
     row = database.execute(
-        "SELECT i.object_key, r.heatmap_object_key FROM results r JOIN images i ON i.id = r.image_id WHERE r.id = %s",
+        "SELECT i.object_key, i.width, i.height, r.explanation_region, r.explanation_heatmap"
+        " FROM results r JOIN images i ON i.id = r.image_id WHERE r.id = %s",
         (result_id,),
     ).fetchone()
     database.commit()
-    return row
+    return dict(zip(("object_key", "width", "height", "region", "heatmap"), row, strict=True))
+
+
+def objects_of(s3_server, object_key: str) -> list[str]:
+    """The stored objects named after one image (its uuid)."""
+    stem = object_key.rsplit(".", 1)[0]
+    return [key for key in s3_server.keys() if key.startswith(stem)]
 
 
 def heatmap_png(client, result: dict) -> Image.Image:
@@ -70,10 +79,11 @@ def test_a_sample_xray_is_calibrated_explained_and_not_flagged(admin_client, sam
         "heatmap_url": f"/results/{result['id']}/heatmap",
     }
     assert result["explanation"]["class"] in result["probabilities"]
-    image_key, stored_heatmap_key = stored_keys(database, result["id"])
-    assert stored_heatmap_key == heatmap_key(image_key) and stored_heatmap_key.endswith(".heatmap.png")
-    stored = s3_server.client().get_object(Bucket=s3_server.bucket, Key=stored_heatmap_key)
-    assert stored["ContentType"] == "image/png"
+    row = stored_row(database, result["id"])
+    assert (row["width"], row["height"]) == wide.size and row["region"] == "center_square"
+    heatmap = np.asarray(row["heatmap"])
+    assert heatmap.shape == (7, 7) and heatmap.min() == 0.0 and heatmap.max() == 1.0
+    assert objects_of(s3_server, row["object_key"]) == [row["object_key"]]  # the image, and nothing beside it
 
     overlay = heatmap_png(admin_client, result)
     assert overlay.mode == "RGBA" and overlay.size == overlay_size(*wide.size) == (OVERLAY_LONG_SIDE, 341)
@@ -82,6 +92,8 @@ def test_a_sample_xray_is_calibrated_explained_and_not_flagged(admin_client, sam
     assert alpha[:, left:right].max() > 0  # the model looked somewhere in it
     assert alpha[:, : left - 1].max() == 0 and alpha[:, right + 1 :].max() == 0  # and nowhere in the bands
     assert admin_client.get(f"/results/{result['id']}").json()["explanation"] == result["explanation"]
+    drawn = render_overlay(Explanation("CAM", result["explanation"]["class"], row["region"], row["heatmap"]), *wide.size)
+    assert np.array_equal(np.asarray(overlay), np.asarray(Image.open(io.BytesIO(drawn))))
 
 
 @pytest.mark.parametrize("make_image", [blank_png, noise_png], ids=["blank", "noise"])
@@ -122,15 +134,16 @@ def test_the_heatmap_has_the_access_rules_and_audit_of_the_image(gateway, admin_
     assert httpx.get(f"{gateway.url}{result['explanation']['heatmap_url']}").status_code == 401
 
 
-def test_deleting_a_result_removes_its_heatmap_object(admin_client, sample_xrays, database, s3_server):
+def test_deleting_a_result_removes_its_image_and_heatmap(admin_client, sample_xrays, database, s3_server):
     result = classify(admin_client, sample_xrays["normal"][1].read_bytes(), "x.jpg")
-    image_key, stored_heatmap_key = stored_keys(database, result["id"])
-    assert {image_key, stored_heatmap_key} <= set(s3_server.keys())
+    image_key = stored_row(database, result["id"])["object_key"]
+    assert objects_of(s3_server, image_key) == [image_key]
 
     assert admin_client.delete(f"/results/{result['id']}").status_code == 204
 
-    assert not {image_key, stored_heatmap_key} & set(s3_server.keys())
-    assert admin_client.get(result["explanation"]["heatmap_url"]).status_code == 404
+    assert objects_of(s3_server, image_key) == []
+    response = admin_client.get(result["explanation"]["heatmap_url"])
+    assert response.status_code == 404 and response.json()["code"] == "result_not_found"
 
 
 # The overlay itself, for images of any shape (no services needed).
@@ -183,7 +196,7 @@ def test_a_model_without_the_extras_still_classifies_without_them(
     result = classify(client, sample_xrays["normal"][0].read_bytes(), "x.jpg")
 
     assert (result["ood"], result["ood_score"], result["calibration"], result["explanation"]) == (None,) * 4
-    assert stored_keys(database, result["id"])[1] is None and len(s3_server.keys()) == objects + 1
+    assert stored_row(database, result["id"])["heatmap"] is None and len(s3_server.keys()) == objects + 1
     response = client.get(f"/results/{result['id']}/heatmap")
     assert response.status_code == 404 and response.json()["code"] == "heatmap_not_found"
     assert result["id"] not in {item["id"] for item in client.get("/results", params={"ood": "false"}).json()["items"]}

@@ -2,7 +2,7 @@
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from gateway.models import Base
 from gateway.prestart import alembic_config
@@ -79,4 +79,41 @@ def test_0004_adds_and_removes_the_calibration_ood_and_heatmap_columns(empty_dat
     inspector = inspect(engine)
     assert not added & {c["name"] for c in inspector.get_columns("results")}
     assert "ix_results_ood_created_at" not in {index["name"] for index in inspector.get_indexes("results")}
+    engine.dispose()
+
+
+def test_0005_moves_the_heatmap_into_the_result_row_and_back(empty_database_url):
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    command.upgrade(config, "0004")
+    with engine.begin() as connection:  # a result classified under 0004, its overlay stored as an object
+        connection.execute(
+            text(
+                "INSERT INTO images (id, object_key, content_type, size_bytes, sha256, created_at)"
+                " VALUES ('00000000000000000000000000000001', 'images/a.jpg', 'image/jpeg', 1, 's', '2026-11-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO results (id, image_id, model_name, model_version, label, probabilities,"
+                " heatmap_object_key, explanation_method, created_by_id, created_at) VALUES"
+                " ('00000000000000000000000000000002', '00000000000000000000000000000001', 'm', '1', 'normal',"
+                " '{}', 'images/a.heatmap.png', 'CAM', NULL, '2026-11-01')"
+            )
+        )
+
+    command.upgrade(config, "0005")
+    inspector = inspect(engine)
+    assert {"explanation_region", "explanation_heatmap"} <= {c["name"] for c in inspector.get_columns("results")}
+    assert "heatmap_object_key" not in {c["name"] for c in inspector.get_columns("results")}
+    assert {"width", "height"} <= {c["name"] for c in inspector.get_columns("images")}
+    with engine.connect() as connection:  # the result is kept; its old overlay is now an orphan for the reaper
+        kept = connection.execute(text("SELECT label, explanation_method, explanation_heatmap FROM results")).all()
+    assert kept == [("normal", "CAM", None)]
+
+    command.downgrade(config, "0004")
+    inspector = inspect(engine)
+    assert "heatmap_object_key" in {c["name"] for c in inspector.get_columns("results")}
+    assert not {"explanation_region", "explanation_heatmap"} & {c["name"] for c in inspector.get_columns("results")}
+    assert not {"width", "height"} & {c["name"] for c in inspector.get_columns("images")}
     engine.dispose()

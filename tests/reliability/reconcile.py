@@ -1,7 +1,7 @@
 """Reconciliation: what the callers were told against the database rows and the bucket's objects.
 
 Exact when every list below is empty: each 2xx result id has exactly one row whose image
-object exists (and its heatmap object, when the row names one), every object in the bucket
+object exists, every object in the bucket
 belongs to a row, every image row has its object, and each Idempotency-Key stored at most
 one result, the one all its 2xx answers named.
 """
@@ -40,21 +40,11 @@ class Reconciliation:
         return {"rows": self.rows, "objects": self.objects, "answered": self.answered, "exact": self.exact} | counts
 
 
-def _heatmap_column(connection) -> bool:
-    """Whether results have a heatmap object key (added with the explanation heatmaps)."""
-    found = connection.execute(
-        "SELECT 1 FROM information_schema.columns WHERE table_name = 'results' AND column_name = 'heatmap_object_key'"
-    ).fetchone()
-    return found is not None
-
-
 def stored_rows(database_dsn: str) -> tuple[list[tuple], list[str]]:
-    """(result id, image key, heatmap key or None, scoped idempotency key) per result; image keys without a result."""
+    """(result id, image key, scoped idempotency key) per result; image keys without a result."""
     with psycopg.connect(database_dsn) as connection:
-        heatmap = "r.heatmap_object_key" if _heatmap_column(connection) else "NULL"
         results = connection.execute(
-            f"SELECT r.id::text, i.object_key, {heatmap}, r.idempotency_key"
-            " FROM results r JOIN images i ON i.id = r.image_id"
+            "SELECT r.id::text, i.object_key, r.idempotency_key FROM results r JOIN images i ON i.id = r.image_id"
         ).fetchall()
         lonely = connection.execute(
             "SELECT i.object_key FROM images i WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.image_id = i.id)"
@@ -72,7 +62,7 @@ def bucket_keys(s3_client, bucket: str) -> set[str]:
 def reconcile(database_dsn: str, s3_client, bucket: str, load: LoadReport | None = None) -> Reconciliation:
     results, lonely_images = stored_rows(database_dsn)
     objects = bucket_keys(s3_client, bucket)
-    referenced = {key for _, image_key, heatmap_key, _ in results for key in (image_key, heatmap_key) if key}
+    referenced = {image_key for _, image_key, _ in results}
     found = Reconciliation(rows=len(results), objects=len(objects))
     found.image_rows_without_result = lonely_images
     found.rows_without_object = sorted((referenced | set(lonely_images)) - objects)
@@ -88,7 +78,7 @@ def _check_answers(found: Reconciliation, results: list[tuple], load: LoadReport
     found.answered = len(answered)
     found.answered_without_row = sorted(answered - row_ids)
     rows_by_key: dict[str, list[str]] = {}
-    for result_id, _, _, scoped_key in results:
+    for result_id, _, scoped_key in results:
         if scoped_key:  # "<kind>:<submitter id>:<Idempotency-Key>"
             rows_by_key.setdefault(scoped_key.split(":", 2)[2], []).append(result_id)
     for key, answer_ids in load.answers_by_key().items():

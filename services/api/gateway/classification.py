@@ -6,10 +6,9 @@ leaves neither a row nor an object behind. Objects orphaned anyway (a crash betw
 two writes, an object store that refused a delete, a commit whose outcome is unknown
 because the database went away during it) are removed by `reaper`.
 
-Object keys (no patient data in them): the image is `images/<yyyy>/<mm>/<dd>/<image uuid>.<jpg|png|dcm>`;
-its explanation heatmap, when the model gives one, is the PNG overlay beside it, the same key with
-`.heatmap.png` for the extension (`heatmap_key`). Both are referenced from their result's rows
-(images.object_key, results.heatmap_object_key), so one request leaves one row and one or two objects.
+Object keys (no patient data in them): `images/<yyyy>/<mm>/<dd>/<image uuid>.<jpg|png|dcm>`, referenced
+from images.object_key, so one request leaves one row and one object. The model's explanation heatmap
+(a few dozen numbers) is kept in the result row and drawn as an overlay when it is asked for.
 """
 
 from __future__ import annotations
@@ -27,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from gateway import crud, dicom, heatmap
 from gateway.errors import ProblemError, ServiceUnavailable
-from gateway.inference_client import InferenceClient, InferenceRejected, InferenceUnavailable, Prediction
+from gateway.inference_client import (
+    Explanation,
+    InferenceClient,
+    InferenceRejected,
+    InferenceUnavailable,
+    Prediction,
+)
 from gateway.models import Image, Result
 from gateway.principals import Principal
 from gateway.storage import ObjectStore, StorageUnavailable
@@ -64,13 +69,6 @@ class Classified:
 
 
 @dataclass(frozen=True)
-class _Object:
-    key: str
-    data: bytes
-    media_type: str
-
-
-@dataclass(frozen=True)
 class _Prepared:
     """The bytes that are sent and stored (DICOM de-identified), with what is known of them."""
 
@@ -100,6 +98,16 @@ def _prepare(data: bytes, uid_secret: str) -> _Prepared:
     return _Prepared(clean.data, media_type, extension, clean)
 
 
+def _displayed_size(prepared: _Prepared) -> tuple[int | None, int | None]:
+    """(width, height) as displayed, read after the inference service decoded the image."""
+    if prepared.dicom:
+        return prepared.dicom.width, prepared.dicom.height
+    try:
+        return heatmap.image_size(prepared.data)
+    except (OSError, ValueError, SyntaxError):  # not expected once decoded; the result then has no overlay
+        return None, None
+
+
 @contextmanager
 def _timed(timings: dict[str, float], name: str):
     started = time.perf_counter()
@@ -107,11 +115,6 @@ def _timed(timings: dict[str, float], name: str):
         yield
     finally:
         timings[name] = round((time.perf_counter() - started) * 1000, 1)
-
-
-def heatmap_key(image_key: str) -> str:
-    """The heatmap overlay's key beside its image's: `images/.../<uuid>.jpg` -> `images/.../<uuid>.heatmap.png`."""
-    return f"{image_key.rsplit('.', 1)[0]}.heatmap.png"
 
 
 def _scoped_key(submitter: Principal, key: str) -> str:
@@ -154,24 +157,22 @@ def classify_upload(
             raise ProblemError(status, exc.code, exc.message) from exc
 
     image, result = _new_rows(submitter, upload, prepared, prediction)
-    with _timed(timings, "storage"):  # rendering the heatmap overlay included
-        objects = _objects(image, result, prepared, prediction)
-        _store_all(store, objects, retry_after)
+    with _timed(timings, "storage"):
+        _store_image(store, image, prepared, retry_after)
     with _timed(timings, "database"):
         try:
             crud.add_result(session, image, result)
         except SQLAlchemyError as exc:
             session.rollback()
-            for stored in objects:
-                _remove_object(store, stored.key)
+            _remove_object(store, image.object_key)
             if isinstance(exc, IntegrityError) and (replay := _replay(session, submitter, upload)):
                 return replay  # a concurrent request with the same Idempotency-Key committed first
             raise _database_unavailable(retry_after) from exc
         try:
             saved = crud.commit_result(session, result)
         except SQLAlchemyError as exc:
-            # The commit may have reached the database before the connection broke, so the objects stay
-            # (removing them could leave a row without its image); the reaper removes them if no row refers to them.
+            # The commit may have reached the database before the connection broke, so the object stays
+            # (removing it could leave a row without its image); the reaper removes it if no row refers to it.
             session.rollback()
             raise _database_unavailable(retry_after) from exc
     return Classified(saved, timings_ms=timings)
@@ -181,28 +182,13 @@ def _database_unavailable(retry_after: int) -> ServiceUnavailable:
     return ServiceUnavailable("database_unavailable", "the database is unavailable; retry later", retry_after)
 
 
-def _objects(image: Image, result: Result, prepared: _Prepared, prediction: Prediction) -> list[_Object]:
-    """The image, and its heatmap overlay when the model explained its answer."""
-    objects = [_Object(image.object_key, prepared.data, prepared.media_type)]
-    if prediction.explanation:
-        meta = prepared.dicom
-        width, height = (meta.width, meta.height) if meta else heatmap.image_size(prepared.data)
-        overlay = heatmap.render_overlay(prediction.explanation, width, height)
-        objects.append(_Object(result.heatmap_object_key, overlay, heatmap.PNG))
-    return objects
-
-
-def _store_all(store: ObjectStore, objects: list[_Object], retry_after: int) -> None:
-    """Puts every object, or none: those already put are removed when one put fails."""
-    for index, stored in enumerate(objects):
-        try:
-            store.put(stored.key, stored.data, stored.media_type)
-        except StorageUnavailable as exc:
-            for earlier in objects[:index]:
-                _remove_object(store, earlier.key)
-            raise ServiceUnavailable(
-                "storage_unavailable", "the object store is unavailable; retry later", retry_after
-            ) from exc
+def _store_image(store: ObjectStore, image: Image, prepared: _Prepared, retry_after: int) -> None:
+    try:
+        store.put(image.object_key, prepared.data, prepared.media_type)
+    except StorageUnavailable as exc:
+        raise ServiceUnavailable(
+            "storage_unavailable", "the object store is unavailable; retry later", retry_after
+        ) from exc
 
 
 def _new_rows(
@@ -210,6 +196,7 @@ def _new_rows(
 ) -> tuple[Image, Result]:
     now = datetime.now(timezone.utc)
     meta = prepared.dicom
+    width, height = _displayed_size(prepared)
     image = Image(
         id=uuid.uuid4(),
         content_type=prepared.media_type,
@@ -218,6 +205,8 @@ def _new_rows(
         modality=meta.modality if meta else None,
         body_part=meta.body_part if meta else None,
         view_position=meta.view_position if meta else None,
+        width=width,
+        height=height,
         created_at=now,
     )
     image.object_key = f"images/{now:%Y/%m/%d}/{image.id}.{prepared.extension}"
@@ -233,7 +222,8 @@ def _new_rows(
         ood_score=prediction.ood.score if prediction.ood else None,
         explanation_method=prediction.explanation.method if prediction.explanation else None,
         explanation_class=prediction.explanation.class_name if prediction.explanation else None,
-        heatmap_object_key=heatmap_key(image.object_key) if prediction.explanation else None,
+        explanation_region=prediction.explanation.region if prediction.explanation else None,
+        explanation_heatmap=_rounded(prediction.explanation.heatmap) if prediction.explanation else None,
         accession_number=upload.accession_number,
         external_id=upload.external_id,
         idempotency_key=_scoped_key(submitter, upload.idempotency_key) if upload.idempotency_key else None,
@@ -247,12 +237,28 @@ def _new_rows(
     return image, result
 
 
+def _rounded(heatmap: list[list[float]]) -> list[list[float]]:
+    """Four decimals: finer than the 256 levels an overlay shows, and a small row."""
+    return [[round(value, 4) for value in row] for row in heatmap]
+
+
+def overlay_png(result: Result) -> bytes | None:
+    """The result's explanation heatmap drawn as an overlay of its whole image, or None without one."""
+    image = result.image
+    if result.explanation_heatmap is None or not image.width or not image.height:
+        return None
+    explanation = Explanation(
+        result.explanation_method or "", result.explanation_class or "", result.explanation_region or "none",
+        result.explanation_heatmap,
+    )
+    return heatmap.render_overlay(explanation, image.width, image.height)
+
+
 def delete_result(session: Session, store: ObjectStore, result: Result) -> None:
-    """Remove the rows first, then the objects; an object left by a storage failure is an orphan the reaper removes."""
-    object_keys = [key for key in (result.image.object_key, result.heatmap_object_key) if key]
+    """Remove the rows first, then the object; an object left by a storage failure is an orphan the reaper removes."""
+    object_key = result.image.object_key
     crud.delete_result(session, result)
-    for key in object_keys:
-        _remove_object(store, key)
+    _remove_object(store, object_key)
 
 
 def _remove_object(store: ObjectStore, key: str) -> None:

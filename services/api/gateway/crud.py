@@ -187,10 +187,8 @@ def commit_result(session: Session, result: Result) -> Result:
 
 
 def referenced_object_keys(session: Session, keys: list[str]) -> set[str]:
-    """Those of `keys` that a row refers to: an image, or a result's heatmap."""
-    images = set(session.scalars(select(Image.object_key).where(Image.object_key.in_(keys))))
-    heatmaps = set(session.scalars(select(Result.heatmap_object_key).where(Result.heatmap_object_key.in_(keys))))
-    return images | heatmaps
+    """Those of `keys` that an image row refers to."""
+    return set(session.scalars(select(Image.object_key).where(Image.object_key.in_(keys))))
 
 
 def get_result_by_idempotency_key(session: Session, scoped_key: str) -> Result | None:

@@ -3,14 +3,16 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import make_engine, make_session_factory
 from gateway.errors import install_error_handlers, problem_response
 from gateway.inference_client import InferenceClient
-from gateway.observability import REQUEST_ID_HEADER, Metrics, configure_logging, install_request_middleware
+from gateway.observability import REQUEST_ID_HEADER, Metrics, RequestObservation, configure_logging
 from gateway.ratelimit import make_rate_limiter
 from gateway.routes import audit, auth, classify, clients, health, metrics, preview, results, users
 from gateway.settings import Settings, get_settings
@@ -18,6 +20,23 @@ from gateway.storage import StorageUnavailable, make_object_store
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+class BodySizeLimit:
+    """Refuses a body whose declared length is over the upload limit before any of it is read."""
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int):
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+                refused = problem_response(413, "file_too_large", f"the body exceeds {self.max_upload_bytes} bytes")
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,14 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app, settings.retry_after_seconds)
 
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request, call_next):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-            return problem_response(413, "file_too_large", f"the body exceeds {settings.max_upload_bytes} bytes")
-        return await call_next(request)
-
-    install_request_middleware(app, app.state.metrics)
+    app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestObservation, metrics=app.state.metrics)  # added later: outside the size check
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -118,6 +118,9 @@ class Image(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     body_part: Mapped[str | None] = mapped_column(String(64))
     view_position: Mapped[str | None] = mapped_column(String(16))
+    # pixels as displayed (EXIF orientation applied); what the explanation overlay is drawn to
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
     uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     uploaded_by_client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -147,7 +150,10 @@ class Result(Base):
     ood_score: Mapped[float | None] = mapped_column(Float)
     explanation_method: Mapped[str | None] = mapped_column(String(32))
     explanation_class: Mapped[str | None] = mapped_column(String(64))
-    heatmap_object_key: Mapped[str | None] = mapped_column(String(255), unique=True)  # the PNG overlay
+    # the class-activation heatmap (rows of values 0..1) over `explanation_region` of the image; the
+    # PNG overlay is drawn from it when asked for, so a result has exactly one stored object, its image
+    explanation_region: Mapped[str | None] = mapped_column(String(32))
+    explanation_heatmap: Mapped[list[list[float]] | None] = mapped_column(JSON)
     # the caller's own references (never patient identifiers), stored as given
     accession_number: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(128))

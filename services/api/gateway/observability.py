@@ -8,8 +8,9 @@ import re
 import time
 import uuid
 
-from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -70,30 +71,53 @@ def _valid_request_id(value: str | None) -> str | None:
     return value if value and _REQUEST_ID.match(value) else None
 
 
-def install_request_middleware(app: FastAPI, metrics: Metrics) -> None:
-    """Gives each request an id (the caller's X-Request-ID or a new one), echoes it, logs and measures the request."""
+class RequestObservation:
+    """Gives each request an id (the caller's X-Request-ID or a new one), echoes it, logs and measures the request.
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request.state.request_id = _valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
+    Plain ASGI rather than `@app.middleware("http")`, which runs every request through an
+    extra task and a memory stream pair, a cost paid on each classification.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _valid_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # when the app fails before it starts a response
         started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template, not the raw path
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(elapsed)
-        response.headers[REQUEST_ID_HEADER] = request.state.request_id
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started, request_id)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        method = scope["method"]
+        route = getattr(scope.get("route"), "path", "unmatched")  # the template, not the raw path
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(elapsed)
         log.info(
             "%s %s %s",
-            request.method,
+            method,
             route,
-            response.status_code,
+            status,
             extra={
-                "request_id": request.state.request_id,
-                "method": request.method,
+                "request_id": request_id,
+                "method": method,
                 "route": route,
-                "status": response.status_code,
+                "status": status,
                 "duration_ms": round(elapsed * 1000, 1),
             },
         )
-        return response

@@ -1,7 +1,8 @@
-"""Remove orphaned objects: image and heatmap objects that no row refers to.
+"""Remove orphaned objects: objects under `images/` that no image row refers to.
 
-Both live under `images/` (see `classification` for the key scheme); an image's key is in
-images.object_key, its heatmap overlay's in results.heatmap_object_key.
+An image's key is in images.object_key (see `classification` for the key scheme). The
+heatmap overlays that schema 0004 stored beside the images are orphans since 0005 (the
+heatmap lives in the result row), and are removed like any other.
 
 The classify path removes its object when the database write fails, but a crash between
 the two writes, or an object store that refused a delete, can still leave one behind.
@@ -36,7 +37,7 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def reap_orphans(session: Session, store: ObjectStore, older_than: timedelta) -> list[str]:
-    """Delete the image and heatmap objects older than `older_than` that no row refers to; returns their keys."""
+    """Delete the objects under `images/` older than `older_than` that no row refers to; returns their keys."""
     cutoff = datetime.now(timezone.utc) - older_than
     candidates = (stored.key for stored in store.list_objects(IMAGE_PREFIX) if stored.last_modified < cutoff)
     removed = []

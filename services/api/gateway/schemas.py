@@ -103,6 +103,8 @@ class ImageOut(BaseModel):
     size_bytes: int
     sha256: str
     url: str
+    width: int | None = None  # pixels as displayed
+    height: int | None = None
     # DICOM only
     modality: str | None = None
     body_part: str | None = None
@@ -153,7 +155,7 @@ class Timings(BaseModel):
     """Where the time of one classification went, in milliseconds."""
 
     inference_ms: float
-    storage_ms: float  # with rendering the heatmap overlay, when the model explains its answer
+    storage_ms: float
     database_ms: float
 
 

@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from gateway import audit, crud
+from gateway import audit, crud, heatmap
 from gateway.classification import delete_result as delete_stored_result
+from gateway.classification import overlay_png
 from gateway.deps import AdminDep, CurrentPrincipal, RequestContextDep, SessionDep, SettingsDep, StoreDep
 from gateway.errors import ProblemError, ServiceUnavailable
 from gateway.models import Result
@@ -36,6 +37,8 @@ def result_out(result: Result) -> ResultOut:
             size_bytes=image.size_bytes,
             sha256=image.sha256,
             url=f"/results/{result.id}/image",
+            width=image.width,
+            height=image.height,
             modality=image.modality,
             body_part=image.body_part,
             view_position=image.view_position,
@@ -55,7 +58,7 @@ def _calibration_out(result: Result) -> CalibrationOut | None:
 
 
 def _explanation_out(result: Result) -> ExplanationOut | None:
-    if not result.heatmap_object_key:
+    if result.explanation_heatmap is None:
         return None
     return ExplanationOut(
         method=result.explanation_method or "",
@@ -153,20 +156,14 @@ def get_result_image(
     responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}, 503: {"model": Problem}},
 )
 def get_result_heatmap(
-    session: SessionDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    viewer: CurrentPrincipal,
-    context: RequestContextDep,
-    result_id: uuid.UUID,
+    session: SessionDep, viewer: CurrentPrincipal, context: RequestContextDep, result_id: uuid.UUID
 ):
     """The explanation heatmap as an RGBA PNG with the image's aspect ratio, to lay over the whole image."""
     with audit.recorded(session, context, "result.heatmap_view", viewer, f"result:{result_id}"):
-        key = _get_or_404(session, viewer, result_id).heatmap_object_key
-        if not key:
+        data = overlay_png(_get_or_404(session, viewer, result_id))
+        if data is None:
             raise ProblemError(404, "heatmap_not_found", "this result has no explanation heatmap")
-        data = _stored_object(store, settings, key, "heatmap_not_found", "the stored heatmap is missing")
-    return Response(data, media_type="image/png", headers=_IMAGE_HEADERS)
+    return Response(data, media_type=heatmap.PNG, headers=_IMAGE_HEADERS)
 
 
 @router.get(
