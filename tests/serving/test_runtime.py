@@ -25,6 +25,16 @@ def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     assert options.intra_op_num_threads == 1
     assert options.enable_cpu_mem_arena is False  # the default: memory goes back after large batches
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # idle threads sleep
+
+
+def test_thread_spinning_can_be_turned_on(monkeypatch):
+    monkeypatch.setenv("INFERENCE_ALLOW_SPINNING", "true")
+    model = OnnxModel(COMMITTED_MODEL, Settings())
+    model.load()
+    options = model.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "1"
 
 
 def test_cpu_memory_arena_can_be_turned_on(monkeypatch):

@@ -1,5 +1,6 @@
 """The gateway's FastAPI application."""
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StorageUnavailable as exc:  # readiness reports it; the gateway retries per request
             log.error("object store not reachable at start-up: %s", exc)
         app.state.inference_client = InferenceClient(settings)
+        gc.freeze()  # start-up's long-lived objects out of the collector's full passes, which stall requests
         yield
         app.state.inference_client.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import ctypes.util
 import logging
 from contextlib import asynccontextmanager
@@ -48,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         repository = ModelRepository(settings)
         await to_thread.run_sync(repository.load_all)  # loads and warms up every model
         app.state.dataplane = DataPlane(repository, settings)
+        # What start-up made lives as long as the process: out of the collector's sight, full collections
+        # no longer walk it, which would stall every request in flight now and then (p99).
+        gc.freeze()
         poller = asyncio.create_task(_poll_repository(app.state.dataplane, settings.repository_poll_seconds))
         yield
         poller.cancel()

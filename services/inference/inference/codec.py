@@ -97,6 +97,11 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(inputs=inputs, outputs=request.outputs, id=request.id, parameters=request.parameters or {})
 
 
+def json_length(body: bytes, header_length: str | None) -> int:
+    """How many bytes of the body are JSON: the header's declared length, or the whole body."""
+    return int(header_length) if header_length is not None and header_length.isdigit() else len(body)
+
+
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""

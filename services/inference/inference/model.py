@@ -88,6 +88,9 @@ class OnnxModel:
         options.inter_op_num_threads = self.settings.inter_op_threads
         options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.settings.graph_optimization_level]
         options.enable_cpu_mem_arena = self.settings.cpu_memory_arena
+        spinning = "1" if self.settings.allow_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         return options
 
     def _providers(self) -> list[str]:

@@ -16,7 +16,7 @@ from inference.errors import PayloadTooLarge, status_of
 from inference.protocol import ErrorResponse, ImageClassification, MetadataModelResponse, MetadataServerResponse
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:  # async: no thread-pool hop for a lookup
     return request.app.state.dataplane
 
 
@@ -45,6 +45,8 @@ def _errors(*statuses: int) -> dict:
 
 
 _MODEL_ERRORS = _errors(400, 404)
+# JSON up to this size is decoded on the event loop: a binary request's header, small JSON tensors
+_INLINE_DECODE_BYTES = 64 * 1024
 _CALL_ERRORS = _errors(400, 404, 413, 415, 503, 504)
 
 router = APIRouter(prefix="/v2")
@@ -85,7 +87,10 @@ async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str
     """JSON tensors, or a JSON header plus binary tensors (binary tensor data extension)."""
     with _Measured("infer", name, version) as measured:
         header_length = request.headers.get(codec.HEADER_LENGTH)
-        infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
+        if codec.json_length(body, header_length) <= _INLINE_DECODE_BYTES:
+            infer_request = codec.decode_request(body, header_length)
+        else:  # a large JSON document would hold up the event loop
+            infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
         result = measured.result = await dataplane.infer(name, version, infer_request)
         content, header_length = codec.encode_response(result, infer_request)
     if header_length is None:

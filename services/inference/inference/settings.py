@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # onnxruntime
     intra_op_threads: int = 0  # 0 lets onnxruntime choose
     inter_op_threads: int = 0
+    # onnxruntime's threads busy-wait for the next run by default: a CPU each, taken from the
+    # pod's limit and from its neighbours (the gateway, the database) between requests
+    allow_spinning: bool = False
     # a JSON list in the environment; providers this onnxruntime build lacks are skipped
     execution_providers: list[str] = ["CPUExecutionProvider"]
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
