@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
-import ctypes.util
 import logging
 from contextlib import asynccontextmanager
 
@@ -18,31 +16,17 @@ from inference import __version__, routes
 from inference.dataplane import DataPlane
 from inference.errors import InferenceError, status_of
 from inference.logs import RequestIdMiddleware, configure_logging
+from inference.memory import release_memory_when_idle, tune_allocator
 from inference.preprocessing import ImageError
 from inference.repository import ModelRepository
 from inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def return_large_blocks_to_the_os(threshold_bytes: int = 128 * 1024) -> None:
-    """Fix glibc's mmap threshold so that large freed blocks (a batch's activations) go back to the OS.
-
-    By default glibc raises the threshold after each freed large block, and later batches are then
-    carved from heaps it keeps for good: a server's memory would stay at its largest batches.
-    """
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
-    except (OSError, AttributeError):  # not glibc
-        log.info("mallopt is not available; memory after large batches stays with the process")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging()
-    return_large_blocks_to_the_os()
+    tune_allocator()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -52,9 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What start-up made lives as long as the process: out of the collector's sight, full collections
         # no longer walk it, which would stall every request in flight now and then (p99).
         gc.freeze()
-        poller = asyncio.create_task(_poll_repository(app.state.dataplane, settings.repository_poll_seconds))
+        dataplane = app.state.dataplane
+        background = [
+            asyncio.create_task(_poll_repository(dataplane, settings.repository_poll_seconds)),
+            asyncio.create_task(release_memory_when_idle(dataplane, settings.memory_release_idle_seconds)),
+        ]
         yield
-        poller.cancel()
+        for task in background:
+            task.cancel()
 
     app = FastAPI(title="Chest-imaging inference service", version=__version__, lifespan=lifespan)
     app.state.settings = settings

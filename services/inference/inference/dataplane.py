@@ -36,7 +36,8 @@ class DataPlane:
         self.repository = repository
         self.settings = settings
         self.batchers: dict[OnnxModel, Batcher] = {}
-        self.in_flight = 0
+        self.in_flight = 0  # calls being answered
+        self.calls_finished = 0
 
     # -- health and metadata ------------------------------------------------------------
 
@@ -145,6 +146,7 @@ class DataPlane:
             raise RequestTimeout(f"no answer within {self.settings.request_timeout_seconds} s") from None
         finally:
             self.in_flight -= 1
+            self.calls_finished += 1
 
     async def _feeds(self, model: OnnxModel, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         expected = {spec["name"]: spec for spec in model.input_specs()}

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # onnxruntime calls of one model running at once (Triton's instance count); each already
     # uses intra_op_threads, and every extra one holds its own activations in memory
     concurrent_runs_per_model: int = Field(default=1, ge=1)
+    # memory freed by inference goes back to the OS after this long without a call (0: never)
+    memory_release_idle_seconds: float = Field(default=1.0, ge=0)
 
     # limits
     max_body_bytes: int = 20 * 1024 * 1024
