@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from anyio import to_thread
 
 from inference import metrics
 from inference.model import OnnxModel
@@ -90,7 +89,7 @@ class Batcher:
         output_names = sorted({name for pending in group for name in pending.output_names})
         try:
             feeds = {name: np.concatenate([p.feeds[name] for p in group]) for name in group[0].feeds}
-            outputs = await to_thread.run_sync(self.model.predict, feeds, output_names)
+            outputs = await self.model.predict_on_model_thread(feeds, output_names)
         except Exception as exc:  # noqa: BLE001 - handed to the callers, never kills the batcher
             if len(group) == 1:
                 _settle(group[0], exception=exc)

@@ -172,7 +172,7 @@ class DataPlane:
     async def _predict(self, model: OnnxModel, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         batcher = self._batcher(model)
         if batcher is None:
-            return await to_thread.run_sync(model.predict, feeds, outputs, abandon_on_cancel=True)
+            return await model.predict_on_model_thread(feeds, outputs)
         return await batcher.predict(feeds, outputs)
 
     def _batcher(self, model: OnnxModel) -> Batcher | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,9 @@ class OnnxModel:
         self.session: ort.InferenceSession | None = None
         self.ready = False
         self._runs = threading.BoundedSemaphore(settings.concurrent_runs_per_model)
+        # The model's own threads, like Triton's model instances: a call's activations are allocated
+        # and freed by the same few threads (and allocator arenas) whichever request it serves.
+        self._threads = ThreadPoolExecutor(settings.concurrent_runs_per_model, thread_name_prefix="onnx-run")
 
     @property
     def name(self) -> str:
@@ -79,7 +84,7 @@ class OnnxModel:
         self.ready = True
 
     def unload(self) -> None:
-        # the session itself goes with the last reference, after calls still running on it
+        # the session and the model's threads go with the last reference, after calls still running on them
         self.ready = False
 
     def _session_options(self) -> ort.SessionOptions:
@@ -113,6 +118,12 @@ class OnnxModel:
 
     def output_specs(self) -> list[dict]:
         return self._output_specs
+
+    async def predict_on_model_thread(
+        self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """`predict` on one of the model's threads; a caller that gives up leaves the call to finish there."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.predict, inputs, output_names)
 
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or [spec["name"] for spec in self._output_specs]
