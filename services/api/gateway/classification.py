@@ -161,7 +161,7 @@ def classify_upload(
         _store_image(store, image, prepared, retry_after)
     with _timed(timings, "database"):
         try:
-            crud.add_result(session, image, result)
+            crud.add_result(session, image, result, submitter)
         except SQLAlchemyError as exc:
             session.rollback()
             _remove_object(store, image.object_key)

@@ -174,8 +174,16 @@ def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: 
 # images and results
 
 
-def add_result(session: Session, image: Image, result: Result) -> None:
-    """Insert the rows, uncommitted: when this fails, nothing was stored."""
+def add_result(session: Session, image: Image, result: Result, submitter: Principal) -> None:
+    """Insert the rows, uncommitted: when this fails, nothing was stored.
+
+    The submitter's account was loaded into this session when its token was checked: linking it
+    here takes no query, where reading the relationship after the insert would.
+    """
+    if submitter.is_client:
+        result.created_by_client = session.get(ApiClient, submitter.id)
+    else:
+        result.created_by = session.get(User, submitter.id)
     session.add_all([image, result])
     session.flush()
 
