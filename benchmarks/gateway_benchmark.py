@@ -11,6 +11,7 @@ prints one table. Rate limiting is turned off for the run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,62 @@ from support import POSTGRES_ADMIN_DSN, login, throwaway_database  # noqa: E402
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 MODEL = "pneumonia-xray"
 BUCKET = "cxr-benchmark"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU time of each postgres process on the machine (the server and its backends), by pid."""
+    found = {}
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found[int(comm.parent.name)] = process_cpu_seconds(int(comm.parent.name))
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+    return found
+
+
+def _postgres_spent(started: dict[int, float], ended: dict[int, float]) -> float:
+    """Seconds spent by postgres processes alive at the end (a backend that exited meanwhile is not counted)."""
+    return sum(seconds - started.get(pid, 0.0) for pid, seconds in ended.items())
+
+
+def machine_times() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine, from /proc/stat."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+class CpuMeter:
+    """CPU milliseconds per request of each process of the stack, and how busy the machine was, over one cell."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def _now(self) -> dict:
+        times = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+        return times | {"postgres": postgres_cpu_seconds(), "load generator": sum(os.times()[:2])}
+
+    def __enter__(self):
+        self.started, self.machine_started = self._now(), machine_times()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.ended, self.machine_ended = self._now(), machine_times()
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        spent = {name: self.ended[name] - self.started[name] for name in self.started if name != "postgres"}
+        spent["postgres"] = _postgres_spent(self.started["postgres"], self.ended["postgres"])
+        return {name: seconds * 1000 / requests for name, seconds in spent.items()}
+
+    def machine_busy(self) -> float:
+        (total_0, idle_0), (total_1, idle_1) = self.machine_started, self.machine_ended
+        return 1 - (idle_1 - idle_0) / max(1, total_1 - total_0)
 
 
 def measure(send, requests: int, concurrency: int) -> tuple[float, float, float]:
@@ -70,7 +127,10 @@ def table_row(*cells) -> str:
 
 @contextmanager
 def running_services(logs: Path):
-    """moto S3, the inference service and a migrated gateway on a throw-away database; yields the gateway's env."""
+    """moto S3, the inference service and a migrated gateway on a throw-away database.
+
+    Yields the gateway's env and the pid of each service process.
+    """
     s3_port, inference_port, gateway_port = free_port(), free_port(), free_port()
     s3 = s3_process(s3_port, logs / "s3.log")
     models = {"INFERENCE_MODEL_REPOSITORY": str(REPO_ROOT / "models")}
@@ -95,7 +155,7 @@ def running_services(logs: Path):
             }
             run_prestart(env)
             started.append(gateway_process(gateway_port, env, logs / "gateway.log").start())
-            yield env
+            yield env, {service.name: service.process.pid for service in started}
         finally:
             for service in reversed(started):
                 service.stop()
@@ -106,7 +166,7 @@ def run(requests: int, concurrencies: list[int]) -> None:
 
     image = sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0].read_bytes()
     logs = Path(tempfile.mkdtemp(prefix="cxr-benchmark-"))
-    with running_services(logs) as env:
+    with running_services(logs) as (env, pids):
         token = login(env["GATEWAY_URL"], "admin", env["FIRST_ADMIN_PASSWORD"])
         limits = httpx.Limits(max_connections=max(concurrencies))
         auth = {"Authorization": f"Bearer {token}"}
@@ -126,9 +186,13 @@ def run(requests: int, concurrencies: list[int]) -> None:
             print(f"{requests} requests per cell; one {len(image)}-byte JPEG; logs in {logs}\n")
             print(table_row("concurrency", "gateway req/s", "p50 ms", "p99 ms", "inference req/s", "p50 ms", "p99 ms"))
             print("-" * 84)
+            cpu_by_concurrency = {}
             for concurrency in concurrencies:
-                through_gateway = measure(via_gateway, requests, concurrency)
+                with CpuMeter(pids) as cpu:
+                    through_gateway = measure(via_gateway, requests, concurrency)
+                cpu_by_concurrency[concurrency] = cpu
                 print(table_row(concurrency, *through_gateway, *measure(direct_inference, requests, concurrency)))
+            print_cpu_table(cpu_by_concurrency, requests)
         s3_client = boto3.client(
             "s3",
             endpoint_url=env["S3_ENDPOINT_URL"],
@@ -138,6 +202,17 @@ def run(requests: int, concurrencies: list[int]) -> None:
         )
         found = reconcile(env["DATABASE_URL"].replace("postgresql+psycopg", "postgresql"), s3_client, BUCKET)
         print(f"\nreconciliation: {found.summary()}")
+
+
+def print_cpu_table(cpu_by_concurrency: dict[int, CpuMeter], requests: int) -> None:
+    """Where the CPU of the gateway cells went: ms per classification by process, and the machine's load."""
+    names = list(next(iter(cpu_by_concurrency.values())).per_request_ms(requests))
+    print(f"\nCPU ms per classification (gateway cells), {os.cpu_count()} cores")
+    print(" | ".join(["concurrency", *(f"{name:>5}" for name in names), "machine busy"]))
+    for concurrency, cpu in cpu_by_concurrency.items():
+        spent = cpu.per_request_ms(requests)
+        cells = [f"{concurrency:>11}", *(f"{spent[name]:>{max(len(name), 5)}.1f}" for name in names)]
+        print(" | ".join([*cells, f"{cpu.machine_busy():>11.0%}"]))
 
 
 def main() -> None:
