@@ -83,6 +83,40 @@ def test_a_failed_database_write_removes_the_stored_object(
     assert len(s3_server.keys()) == objects  # the image is not left behind
 
 
+@pytest.fixture
+def failing_classify_audits(database):
+    """Postgres refuses to store the audit event of a successful classification."""
+    database.execute(
+        "CREATE FUNCTION refuse_classify_audit() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.action = 'result.classify' AND NEW.outcome = 'success' THEN "
+        "RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+    )
+    database.execute(
+        "CREATE TRIGGER refuse_classify_audit BEFORE INSERT ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_classify_audit()"
+    )
+    database.commit()
+    yield
+    database.execute("DROP TRIGGER refuse_classify_audit ON audit_events")
+    database.execute("DROP FUNCTION refuse_classify_audit()")
+    database.commit()
+
+
+def test_a_result_is_never_stored_without_its_audit_event(
+    admin_client, sample_xrays, database, s3_server, failing_classify_audits
+):
+    rows = database.execute("SELECT count(*) FROM results").fetchone()[0]
+    database.commit()
+    objects = len(s3_server.keys())
+
+    response = admin_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())})
+
+    assert response.status_code == 503 and response.json()["code"] == "database_unavailable"
+    assert database.execute("SELECT count(*) FROM results").fetchone()[0] == rows
+    database.commit()
+    assert len(s3_server.keys()) == objects
+
+
 def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
     """The same reaper on the local folder store and SQLite (the embedded run)."""
     from datetime import timedelta

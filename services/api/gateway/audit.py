@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy.orm import Session
@@ -28,28 +27,51 @@ def record(
     detail: str | None = None,
 ) -> None:
     """Store one event; `actor_name` names the claimed actor of a failed login, which has no Principal."""
-    crud.add_audit_event(
-        session,
-        AuditEvent(
-            actor_kind=actor.kind if actor else None,
-            actor_id=str(actor.id) if actor else None,
-            actor_name=actor.name if actor else actor_name,
-            action=action,
-            target=target,
-            outcome=outcome,
-            ip=context.ip,
-            request_id=context.request_id,
-            detail=detail,
-        ),
+    crud.add_audit_event(session, _event(context, action, outcome, actor, target, actor_name, detail))
+
+
+def _event(
+    context: RequestContext,
+    action: str,
+    outcome: Outcome,
+    actor: Principal | None,
+    target: str | None,
+    actor_name: str | None = None,
+    detail: str | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        actor_kind=actor.kind if actor else None,
+        actor_id=str(actor.id) if actor else None,
+        actor_name=actor.name if actor else actor_name,
+        action=action,
+        target=target,
+        outcome=outcome,
+        ip=context.ip,
+        request_id=context.request_id,
+        detail=detail,
     )
 
 
-@dataclass
 class PendingEvent:
-    """What the audited block learns as it runs (the new result's id, a note)."""
+    """What the audited block learns as it runs (the new result's id, a note).
 
-    target: str | None = None
-    detail: str | None = None
+    A block that commits its own writes calls `stage_success()` just before its commit, so that
+    what it did and the record of it are stored together, or neither is.
+    """
+
+    def __init__(self, session: Session, context: RequestContext, action: str, actor: Principal, target: str | None):
+        self.session, self.context, self.action, self.actor = session, context, action, actor
+        self.target = target
+        self.detail: str | None = None
+        self.staged = False
+
+    def success_event(self) -> AuditEvent:
+        return _event(self.context, self.action, "success", self.actor, self.target, detail=self.detail)
+
+    def stage_success(self) -> None:
+        """Insert the success event in the block's transaction, uncommitted."""
+        crud.stage_audit_event(self.session, self.success_event())
+        self.staged = True
 
 
 @contextmanager
@@ -60,7 +82,7 @@ def recorded(
 
     Failures of the gateway itself (5xx) are logged, not audited: the database may be the thing that failed.
     """
-    event = PendingEvent(target)
+    event = PendingEvent(session, context, action, actor, target)
     try:
         yield event
     except ProblemError as problem:
@@ -68,4 +90,5 @@ def recorded(
             outcome = "denied" if problem.status == 403 else "failure"
             record(session, context, action, outcome, actor, event.target, detail=problem.code)
         raise
-    record(session, context, action, "success", actor, event.target, detail=event.detail)
+    if not event.staged:
+        crud.add_audit_event(session, event.success_event())

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gateway import crud, dicom, heatmap
+from gateway import audit, crud, dicom, heatmap
 from gateway.errors import ProblemError, ServiceUnavailable
 from gateway.inference_client import (
     Explanation,
@@ -142,7 +142,9 @@ def classify_upload(
     uid_secret: str,
     retry_after: int,
     request_id: str | None = None,
+    audit_event: audit.PendingEvent | None = None,
 ) -> Classified:
+    """`audit_event`, when given, is stored in the same transaction as the new rows (not for a replay)."""
     if replay := _replay(session, submitter, upload):
         return replay
     prepared = _prepare(upload.data, uid_secret)
@@ -162,6 +164,9 @@ def classify_upload(
     with _timed(timings, "database"):
         try:
             crud.add_result(session, image, result, submitter)
+            if audit_event is not None:
+                audit_event.target = f"result:{result.id}"
+                audit_event.stage_success()
         except SQLAlchemyError as exc:
             session.rollback()
             _remove_object(store, image.object_key)

@@ -157,6 +157,12 @@ def add_audit_event(session: Session, event: AuditEvent) -> None:
     session.commit()
 
 
+def stage_audit_event(session: Session, event: AuditEvent) -> None:
+    """Insert the event uncommitted: it is stored with whatever the session commits next, or not at all."""
+    session.add(event)
+    session.flush()
+
+
 def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: int) -> tuple[list[AuditEvent], int]:
     query = select(AuditEvent)
     if where.actor:

@@ -61,6 +61,7 @@ def classify(
             settings.deidentification_uid_secret,
             settings.retry_after_seconds,
             context.request_id,
+            audit_event=event,  # committed with the result's rows
         )
         result = classified.result
         event.target, event.detail = f"result:{result.id}", "idempotent replay" if classified.replayed else None
