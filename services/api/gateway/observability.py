@@ -90,18 +90,24 @@ class RequestObservation:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # when the app fails before it starts a response
         started = time.perf_counter()
+        observed = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, observed
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # logged and counted before the last byte leaves: a caller that has its answer finds both
+                observed = True
+                self._observe(scope, status, time.perf_counter() - started, request_id)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            self._observe(scope, status, time.perf_counter() - started, request_id)
+            if not observed:
+                self._observe(scope, status, time.perf_counter() - started, request_id)
 
     def _observe(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         method = scope["method"]

@@ -49,18 +49,9 @@ class RequestIdMiddleware:
         headers = dict(scope["headers"])
         current = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")[:200] or uuid.uuid4().hex
         token = request_id.set(current)
-        started, status = time.perf_counter(), 500
+        started, status, logged = time.perf_counter(), 500, False
 
-        async def send_with_id(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), current.encode("latin-1"))]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
+        def log_request() -> None:
             fields = {
                 "method": scope["method"],
                 "path": scope["path"],
@@ -68,4 +59,20 @@ class RequestIdMiddleware:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             }
             log.info("request", extra={"fields": fields})
+
+        async def send_with_id(message):
+            nonlocal status, logged
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), current.encode("latin-1"))]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                logged = True  # before the last byte leaves: a caller that has its answer finds the line
+                log_request()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if not logged:
+                log_request()
             request_id.reset(token)
