@@ -77,20 +77,23 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int]):
         self.pids = pids
 
-    def _now(self) -> dict:
-        times = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
-        return times | {"postgres": postgres_cpu_seconds(), "load generator": sum(os.times()[:2])}
+    def _processes(self) -> dict[str, float]:
+        return {name: process_cpu_seconds(pid) for name, pid in self.pids.items()} | {
+            "load generator": sum(os.times()[:2])
+        }
 
     def __enter__(self):
-        self.started, self.machine_started = self._now(), machine_times()
+        self.started, self.postgres_started = self._processes(), postgres_cpu_seconds()
+        self.machine_started = machine_times()
         return self
 
     def __exit__(self, *exc_info):
-        self.ended, self.machine_ended = self._now(), machine_times()
+        self.ended, self.postgres_ended = self._processes(), postgres_cpu_seconds()
+        self.machine_ended = machine_times()
 
     def per_request_ms(self, requests: int) -> dict[str, float]:
-        spent = {name: self.ended[name] - self.started[name] for name in self.started if name != "postgres"}
-        spent["postgres"] = _postgres_spent(self.started["postgres"], self.ended["postgres"])
+        spent = {name: self.ended[name] - self.started[name] for name in self.started}
+        spent["postgres"] = _postgres_spent(self.postgres_started, self.postgres_ended)
         return {name: seconds * 1000 / requests for name, seconds in spent.items()}
 
     def machine_busy(self) -> float:

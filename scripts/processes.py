@@ -104,10 +104,10 @@ def frontend_process(port: int, api_upstream: str, log_path: Path | None = None)
     return ServiceProcess("frontend", args, {}, f"http://127.0.0.1:{port}/healthz", log_path)
 
 
-def run_prestart(env: dict[str, str]) -> str:
-    """Migrate the database and create the first administrator; returns what it printed."""
+def run_gateway_command(module: str, env: dict[str, str], *args: str) -> str:
+    """Run `python -m gateway.<module> args` with the gateway's env; returns what it printed, raises if it fails."""
     completed = subprocess.run(
-        [PYTHON, "-m", "gateway.prestart"],
+        [PYTHON, "-m", f"gateway.{module}", *args],
         env={**os.environ, **env},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -115,5 +115,10 @@ def run_prestart(env: dict[str, str]) -> str:
         timeout=120,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"gateway.prestart failed:\n{completed.stdout}\n{completed.stderr}")
+        raise RuntimeError(f"gateway.{module} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed.stdout
+
+
+def run_prestart(env: dict[str, str]) -> str:
+    """Migrate the database and create the first administrator; returns what it printed."""
+    return run_gateway_command("prestart", env)

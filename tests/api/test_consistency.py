@@ -1,25 +1,15 @@
 """Rows and objects stay consistent: a failed database write removes its object; the reaper removes orphans."""
 
-import os
-import subprocess
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
-from processes import PYTHON, REPO_ROOT
+from processes import run_gateway_command
 
 
 def run_reaper(gateway, minutes: float) -> str:
-    completed = subprocess.run(
-        [PYTHON, "-m", "gateway.reaper", "--older-than-minutes", str(minutes)],
-        env={**os.environ, **gateway.env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
+    return run_gateway_command("reaper", gateway.env, "--older-than-minutes", str(minutes))
 
 
 def test_the_reaper_removes_old_orphans_and_keeps_referenced_objects(gateway, admin_client, s3_server, sample_xrays):
@@ -46,23 +36,31 @@ def test_every_result_row_has_its_object(database, s3_server):
     assert keys and keys <= set(s3_server.keys())
 
 
-@pytest.fixture
-def failing_result_inserts(database):
-    """Postgres refuses to insert results carrying external_id 'refuse-this-row', as a failing database would."""
+@contextmanager
+def refused_inserts(database, table: str, condition: str):
+    """Postgres refuses the rows of `table` for which `condition` (on NEW) holds, as a failing database would."""
     database.execute(
-        "CREATE FUNCTION refuse_marked_result() RETURNS trigger AS $$ BEGIN "
-        "IF NEW.external_id = 'refuse-this-row' THEN RAISE EXCEPTION 'refused for the test'; END IF; "
+        f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+        f"IF {condition} THEN RAISE EXCEPTION 'refused for the test'; END IF; "
         "RETURN NEW; END $$ LANGUAGE plpgsql"
     )
     database.execute(
-        "CREATE TRIGGER refuse_marked_result BEFORE INSERT ON results "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_marked_result()"
+        f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
     )
     database.commit()
-    yield "refuse-this-row"
-    database.execute("DROP TRIGGER refuse_marked_result ON results")
-    database.execute("DROP FUNCTION refuse_marked_result()")
-    database.commit()
+    try:
+        yield
+    finally:
+        database.execute(f"DROP TRIGGER refuse_{table} ON {table}")
+        database.execute(f"DROP FUNCTION refuse_{table}()")
+        database.commit()
+
+
+@pytest.fixture
+def failing_result_inserts(database):
+    """Postgres refuses to insert results carrying external_id 'refuse-this-row'."""
+    with refused_inserts(database, "results", "NEW.external_id = 'refuse-this-row'"):
+        yield "refuse-this-row"
 
 
 def test_a_failed_database_write_removes_the_stored_object(
@@ -86,20 +84,8 @@ def test_a_failed_database_write_removes_the_stored_object(
 @pytest.fixture
 def failing_classify_audits(database):
     """Postgres refuses to store the audit event of a successful classification."""
-    database.execute(
-        "CREATE FUNCTION refuse_classify_audit() RETURNS trigger AS $$ BEGIN "
-        "IF NEW.action = 'result.classify' AND NEW.outcome = 'success' THEN "
-        "RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-    )
-    database.execute(
-        "CREATE TRIGGER refuse_classify_audit BEFORE INSERT ON audit_events "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_classify_audit()"
-    )
-    database.commit()
-    yield
-    database.execute("DROP TRIGGER refuse_classify_audit ON audit_events")
-    database.execute("DROP FUNCTION refuse_classify_audit()")
-    database.commit()
+    with refused_inserts(database, "audit_events", "NEW.action = 'result.classify' AND NEW.outcome = 'success'"):
+        yield
 
 
 def test_a_result_is_never_stored_without_its_audit_event(

@@ -26,6 +26,7 @@ from processes import (
     free_port,
     gateway_process,
     inference_process,
+    run_gateway_command,
     run_prestart,
     s3_process,
 )
@@ -135,17 +136,8 @@ class Stack:
 
     def reap_orphans(self) -> int:
         """Run the gateway's orphan reaper over every object (no grace period); how many it removed."""
-        completed = subprocess.run(
-            [PYTHON, "-m", "gateway.reaper", "--older-than-minutes", "0"],
-            env={**os.environ, **self.env},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"gateway.reaper failed:\n{completed.stdout}\n{completed.stderr}")
-        return int(completed.stdout.strip().splitlines()[-1].split()[0])
+        printed = run_gateway_command("reaper", self.env, "--older-than-minutes", "0")
+        return int(printed.strip().splitlines()[-1].split()[0])
 
     def start_services(self) -> None:
         """Everything but moto (which stays up through restarts: it keeps the objects)."""

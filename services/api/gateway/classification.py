@@ -26,13 +26,7 @@ from sqlalchemy.orm import Session
 
 from gateway import audit, crud, dicom, heatmap
 from gateway.errors import ProblemError, ServiceUnavailable
-from gateway.inference_client import (
-    Explanation,
-    InferenceClient,
-    InferenceRejected,
-    InferenceUnavailable,
-    Prediction,
-)
+from gateway.inference_client import InferenceClient, InferenceRejected, InferenceUnavailable, Prediction
 from gateway.models import Image, Result
 from gateway.principals import Principal
 from gateway.storage import ObjectStore, StorageUnavailable
@@ -252,11 +246,8 @@ def overlay_png(result: Result) -> bytes | None:
     image = result.image
     if result.explanation_heatmap is None or not image.width or not image.height:
         return None
-    explanation = Explanation(
-        result.explanation_method or "", result.explanation_class or "", result.explanation_region or "none",
-        result.explanation_heatmap,
-    )
-    return heatmap.render_overlay(explanation, image.width, image.height)
+    region = result.explanation_region or "none"
+    return heatmap.render_overlay(result.explanation_heatmap, region, image.width, image.height)
 
 
 def delete_result(session: Session, store: ObjectStore, result: Result) -> None:

@@ -13,8 +13,6 @@ import io
 import numpy as np
 from PIL import Image
 
-from gateway.inference_client import Explanation
-
 OVERLAY_LONG_SIDE = 512
 PNG = "image/png"
 # (value, red, green, blue): low activations blue, through cyan, green and yellow, to red
@@ -45,11 +43,11 @@ def overlay_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def render_overlay(explanation: Explanation, width: int, height: int) -> bytes:
-    """The RGBA PNG overlay of `explanation` for an image of width x height pixels."""
+def render_overlay(heatmap: list[list[float]], region: str, width: int, height: int) -> bytes:
+    """The RGBA PNG overlay of a heatmap (rows of values 0..1) over `region` of an image of width x height pixels."""
     size = overlay_size(width, height)
-    left, top, right, bottom = _region_box(explanation.region, width, height, size)
-    values = _upsampled(np.asarray(explanation.heatmap, dtype=np.float32), (right - left, bottom - top))
+    left, top, right, bottom = _region_box(region, width, height, size)
+    values = _upsampled(np.asarray(heatmap, dtype=np.float32), (right - left, bottom - top))
     overlay = np.zeros((size[1], size[0], 4), dtype=np.uint8)
     overlay[top:bottom, left:right] = _coloured(values)
     buffer = io.BytesIO()

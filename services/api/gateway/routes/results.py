@@ -117,15 +117,10 @@ _IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options"
 def _stored_image(session, store, settings, viewer: Principal, result_id: uuid.UUID) -> tuple[bytes, str]:
     """The stored image's bytes and media type, if this viewer may see the result."""
     image = _get_or_404(session, viewer, result_id).image
-    data = _stored_object(store, settings, image.object_key, "image_not_found", "the stored image is missing")
-    return data, image.content_type
-
-
-def _stored_object(store, settings, key: str, missing_code: str, missing_detail: str) -> bytes:
     try:
-        return store.get(key)
+        return store.get(image.object_key), image.content_type
     except ObjectNotFound as exc:
-        raise ProblemError(404, missing_code, missing_detail) from exc
+        raise ProblemError(404, "image_not_found", "the stored image is missing") from exc
     except StorageUnavailable as exc:
         raise ServiceUnavailable(
             "storage_unavailable", "the object store is unavailable", settings.retry_after_seconds
