@@ -121,7 +121,7 @@ def build_models(repository: Path, work: Path) -> list[BenchModel]:
 
 
 def export_to_repository(model, version_dir: Path) -> None:
-    from inference.card import ModelCard, Preprocessing, ResizeSpec, file_sha256
+    from cxr_model.card import ModelCard, Preprocessing, ResizeSpec, file_sha256
     from trainer.export import tensor_specs, to_onnx, write_onnx
 
     proto = to_onnx(model, opset=17)

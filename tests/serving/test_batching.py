@@ -76,8 +76,7 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_result(sta
     with ThreadPoolExecutor(32) as pool:
         responses = list(pool.map(call, jobs))
 
-    reference = OnnxModel(COMMITTED_MODEL, Settings())
-    reference.load()
+    reference = OnnxModel.load(COMMITTED_MODEL, Settings())
     for (version, batch), response in zip(jobs, responses):
         if batch is bad:
             assert response.status_code == 400 and "must have shape" in response.json()["error"]

@@ -10,8 +10,8 @@ import tritonclient.http as triton
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from inference.card import ModelCard
-from inference.preprocessing import preprocess_array
+from cxr_model.card import ModelCard
+from cxr_model.preprocessing import preprocess_array
 
 MODEL = "pneumonia-xray"
 COMMITTED_MODEL = Path(__file__).resolve().parents[2] / "models" / MODEL / "2"

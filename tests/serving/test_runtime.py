@@ -17,8 +17,7 @@ def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
     monkeypatch.setenv("INFERENCE_INTRA_OP_THREADS", "1")
     settings = Settings()
     assert settings.execution_providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    model = OnnxModel(COMMITTED_MODEL, settings)
-    model.load()
+    model = OnnxModel.load(COMMITTED_MODEL, settings)
     expected = [name for name in settings.execution_providers if name in ort.get_available_providers()]
     assert model.session.get_providers() == expected
     options = model.session.get_session_options()
@@ -30,8 +29,7 @@ def test_unavailable_providers_are_skipped_and_cpu_serves(monkeypatch):
 
 def test_thread_spinning_can_be_turned_on(monkeypatch):
     monkeypatch.setenv("INFERENCE_ALLOW_SPINNING", "true")
-    model = OnnxModel(COMMITTED_MODEL, Settings())
-    model.load()
+    model = OnnxModel.load(COMMITTED_MODEL, Settings())
     options = model.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "1"
@@ -39,8 +37,7 @@ def test_thread_spinning_can_be_turned_on(monkeypatch):
 
 def test_cpu_memory_arena_can_be_turned_on(monkeypatch):
     monkeypatch.setenv("INFERENCE_CPU_MEMORY_ARENA", "true")
-    model = OnnxModel(COMMITTED_MODEL, Settings())
-    model.load()
+    model = OnnxModel.load(COMMITTED_MODEL, Settings())
     assert model.session.get_session_options().enable_cpu_mem_arena is True
 
 
@@ -48,7 +45,6 @@ def test_optimisation_levels_do_not_change_results(data_dir):
     batch = np.load(data_dir / "pneumoniamnist" / "pneumoniamnist_28.npz")["test_images"][:32, ..., None].astype(np.float32)
     results = []
     for level in ("disable", "all"):
-        model = OnnxModel(COMMITTED_MODEL, Settings(graph_optimization_level=level))
-        model.load()
+        model = OnnxModel.load(COMMITTED_MODEL, Settings(graph_optimization_level=level))
         results.append(model.predict({"image": batch})["probabilities"])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)

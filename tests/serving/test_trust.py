@@ -11,7 +11,7 @@ import pytest
 from support import blank_png, noise_png
 from test_repository import COMMITTED_MODEL, COMMITTED_VERSION
 
-from inference.card import ModelCard
+from cxr_model.card import ModelCard
 
 MODEL = "pneumonia-xray"
 CLASSIFY = f"/v2/models/{MODEL}/classify"

@@ -17,7 +17,7 @@ from inference.dataplane import DataPlane
 from inference.errors import InferenceError, status_of
 from inference.logs import RequestIdMiddleware, configure_logging
 from inference.memory import release_memory_when_idle, tune_allocator
-from inference.preprocessing import ImageError
+from cxr_model.images import ImageError
 from inference.repository import ModelRepository
 from inference.settings import Settings
 

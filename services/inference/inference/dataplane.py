@@ -8,24 +8,15 @@ from contextlib import asynccontextmanager
 import numpy as np
 from anyio import to_thread
 
+from cxr_model.answer import Classification
 from inference import __version__
 from inference.batching import Batcher
 from inference.codec import InferRequest, InferResult, Tensor
 from inference.errors import BadRequest, RequestTimeout, ServerBusy
 from inference.model import OnnxModel
-from inference.card import Calibration, Explanation, OutOfDistribution
-from inference.protocol import (
-    CalibrationApplied,
-    ExplanationHeatmap,
-    ImageClassification,
-    MetadataModelResponse,
-    MetadataServerResponse,
-    MetadataTensor,
-    OutOfDistributionResult,
-)
+from inference.protocol import MetadataModelResponse, MetadataServerResponse, MetadataTensor
 from inference.repository import IndexEntry, ModelRepository
 from inference.settings import Settings
-from inference.trust import normalised_heatmap
 
 SERVER_NAME = "cxr-inference"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "image_classification"]
@@ -66,6 +57,7 @@ class DataPlane:
                 "version": model.version,
                 "task": card.task,
                 "labels": card.labels,
+                "classes": {label: card.describe(label).model_dump() for label in card.labels},
                 "preprocessing": card.preprocessing.model_dump(),
                 "decision": card.decision.model_dump(),
                 "image_input": model.image_input,  # also takes BYTES: image files, preprocessed here
@@ -112,26 +104,12 @@ class DataPlane:
             outputs = await self._predict(model, feeds, wanted)
             return InferResult(model.name, model.version, {name: outputs[name] for name in wanted}, request.id)
 
-    async def classify_image(self, name: str, version: str | None, image: bytes) -> ImageClassification:
+    async def classify_image(self, name: str, version: str | None, image: bytes) -> Classification:
         async with self._admitted():
             model = self.repository.get(name, version)
             batch = await self._preprocess(model, [image])
             outputs = await self._predict(model, {model.image_input: batch}, model.classify_outputs())
-            row = {output: values[0] for output, values in outputs.items()}
-            probabilities = model.label_probabilities(model.calibrated(row[model.probabilities_output]))
-            label = model.decide(probabilities)
-            card = model.card
-            return ImageClassification(
-                model_name=model.name,
-                model_version=model.version,
-                label=label,
-                probabilities=probabilities,
-                threshold=card.decision.threshold,
-                positive_class=card.decision.positive_class,
-                calibration=_calibration_applied(card.calibration),
-                ood=_ood_result(card.ood, row),
-                explanation=_explanation(card.explanation, row, card.labels, label),
-            )
+            return model.classification({output: values[0] for output, values in outputs.items()})
 
     @asynccontextmanager
     async def _admitted(self):
@@ -187,31 +165,6 @@ class DataPlane:
                 max_queue_delay_us=_first_set(config and config.max_queue_delay_us, self.settings.max_queue_delay_us),
             )
         return self.batchers[model]
-
-
-def _calibration_applied(calibration: Calibration | None) -> CalibrationApplied | None:
-    if calibration is None:
-        return None
-    return CalibrationApplied(method=calibration.method, temperature=calibration.temperature)
-
-
-def _ood_result(ood: OutOfDistribution | None, row: dict[str, np.ndarray]) -> OutOfDistributionResult | None:
-    if ood is None:
-        return None
-    score = float(row[ood.output])
-    flagged = score > ood.threshold
-    return OutOfDistributionResult(method=ood.method, score=score, threshold=ood.threshold, flagged=flagged)
-
-
-def _explanation(
-    explanation: Explanation | None, row: dict[str, np.ndarray], labels: list[str], label: str
-) -> ExplanationHeatmap | None:
-    if explanation is None:
-        return None
-    heatmap = normalised_heatmap(row[explanation.output][labels.index(label)])
-    return ExplanationHeatmap(
-        method=explanation.method, class_=label, region=explanation.region, heatmap=heatmap.tolist()
-    )
 
 
 def _first_set(value, default):

@@ -1,5 +1,7 @@
 """Errors the data plane raises; the HTTP layer turns each into `{"error": "...", "code": ...}`."""
 
+from cxr_model.images import ImageError
+
 
 class InferenceError(Exception):
     status_code = 400
@@ -27,10 +29,6 @@ class PayloadTooLarge(InferenceError):
     code = "image_too_large"
 
 
-class UnsupportedMediaType(InferenceError):
-    status_code = 415
-
-
 class ServerBusy(InferenceError):
     status_code = 503
     code = "queue_full"
@@ -46,8 +44,6 @@ _IMAGE_ERROR_STATUS = {"unsupported_media_type": 415, "image_too_large": 413}
 
 def status_of(exc: Exception) -> int:
     """The HTTP status an error is answered with (image errors carry only a code)."""
-    from inference.preprocessing import ImageError  # preprocessing is shared with training; keep HTTP out of it
-
     if isinstance(exc, ImageError):
         return _IMAGE_ERROR_STATUS.get(exc.code, 400)
     return getattr(exc, "status_code", 500)

@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from inference.card import ONNX_FILE, ModelCard, file_sha256
+from cxr_model.answer import Classification, classification
+from cxr_model.card import ONNX_FILE, ModelCard, file_sha256
+from cxr_model.preprocessing import preprocess_bytes
 from inference.codec import DATATYPES
 from inference.errors import BadRequest
-from inference.preprocessing import preprocess_bytes
 from inference.settings import Settings
-from inference.trust import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -49,62 +49,47 @@ class ModelLoadError(RuntimeError):
 
 
 class OnnxModel:
-    def __init__(self, model_dir: Path, settings: Settings):
+    """A loaded model version: its card, an onnxruntime session, and the model's own threads."""
+
+    def __init__(self, model_dir: Path, card: ModelCard, session: ort.InferenceSession, settings: Settings):
         self.model_dir = model_dir
+        self.card = card
+        self.session = session
         self.settings = settings
-        self.card: ModelCard | None = None
-        self.session: ort.InferenceSession | None = None
-        self.ready = False
+        self._input_specs = [_tensor_spec(node) for node in session.get_inputs()]
+        self._output_specs = [_tensor_spec(node) for node in session.get_outputs()]
         self._runs = threading.BoundedSemaphore(settings.concurrent_runs_per_model)
         # The model's own threads, like Triton's model instances: a call's activations are allocated
         # and freed by the same few threads (and allocator arenas) whichever request it serves.
         self._threads = ThreadPoolExecutor(settings.concurrent_runs_per_model, thread_name_prefix="onnx-run")
+        self.ready = False
+
+    @classmethod
+    def load(cls, model_dir: Path, settings: Settings) -> OnnxModel:
+        """Read the card, check the file is the one it describes, open a session, warm up."""
+        card = ModelCard.read(model_dir)
+        onnx_path = model_dir / ONNX_FILE
+        if (card.name, card.version) != (model_dir.parent.name, model_dir.name):
+            raise ModelLoadError(f"card says {card.name}/{card.version} but it lies in {model_dir}")
+        if file_sha256(onnx_path) != card.onnx_sha256:
+            raise ModelLoadError(f"{onnx_path} does not match the sha256 in its model card")
+        session = ort.InferenceSession(str(onnx_path), _session_options(settings), providers=_providers(settings))
+        model = cls(model_dir, card, session, settings)
+        model._warm_up()
+        model.ready = True
+        return model
 
     @property
     def name(self) -> str:
-        return self.model_dir.parent.name
+        return self.card.name
 
     @property
     def version(self) -> str:
-        return self.model_dir.name
-
-    def load(self) -> None:
-        """Read the card, check the file is the one it describes, open a session, warm up."""
-        card = ModelCard.read(self.model_dir)
-        onnx_path = self.model_dir / ONNX_FILE
-        if (card.name, card.version) != (self.name, self.version):
-            raise ModelLoadError(f"card says {card.name}/{card.version} but it lies in {self.name}/{self.version}")
-        if file_sha256(onnx_path) != card.onnx_sha256:
-            raise ModelLoadError(f"{onnx_path} does not match the sha256 in its model card")
-        self.session = ort.InferenceSession(str(onnx_path), self._session_options(), providers=self._providers())
-        self._input_specs = [_tensor_spec(node) for node in self.session.get_inputs()]
-        self._output_specs = [_tensor_spec(node) for node in self.session.get_outputs()]
-        self.card = card
-        self._warm_up()
-        self.ready = True
+        return self.card.version
 
     def unload(self) -> None:
         # the session and the model's threads go with the last reference, after calls still running on them
         self.ready = False
-
-    def _session_options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads
-        options.inter_op_num_threads = self.settings.inter_op_threads
-        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.settings.graph_optimization_level]
-        options.enable_cpu_mem_arena = self.settings.cpu_memory_arena
-        spinning = "1" if self.settings.allow_spinning else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
-        return options
-
-    def _providers(self) -> list[str]:
-        """The configured execution providers this onnxruntime build has, CPU as the fallback."""
-        available = ort.get_available_providers()
-        skipped = [name for name in self.settings.execution_providers if name not in available]
-        if skipped:
-            log.warning("execution providers %s are not available here (only %s)", skipped, available)
-        return [name for name in self.settings.execution_providers if name in available] or ["CPUExecutionProvider"]
 
     def _warm_up(self) -> None:
         feeds = {}
@@ -153,29 +138,35 @@ class OnnxModel:
         spec, max_pixels = self.card.preprocessing, self.settings.max_image_pixels
         return np.stack([preprocess_bytes(data, spec, max_pixels) for data in images])
 
+    def classification(self, outputs: dict[str, np.ndarray]) -> Classification:
+        """The answer for one image from its row of `classify_outputs`."""
+        return classification(self.card, outputs)
+
     def classify_outputs(self) -> list[str]:
         """What the image call runs: the probabilities, plus the heatmap and OOD outputs the card declares."""
         extra = [self.card.explanation, self.card.ood]
         return [self.probabilities_output] + [item.output for item in extra if item is not None]
 
-    def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
-        """The raw probabilities scaled by the card's temperature (unchanged without calibration)."""
-        if self.card.calibration is None:
-            return probabilities
-        return calibrate(probabilities, self.card.calibration.temperature)
 
-    def label_probabilities(self, row: np.ndarray) -> dict[str, float]:
-        return dict(zip(self.card.labels, map(float, row)))
+def _session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _OPTIMIZATION_LEVELS[settings.graph_optimization_level]
+    options.enable_cpu_mem_arena = settings.cpu_memory_arena
+    spinning = "1" if settings.allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    return options
 
-    def decide(self, probabilities: dict[str, float]) -> str:
-        """The label: a threshold on the positive class when the card sets one, else arg-max."""
-        decision = self.card.decision
-        if decision.positive_class is not None and decision.threshold is not None:
-            if probabilities[decision.positive_class] >= decision.threshold:
-                return decision.positive_class
-            others = {label: p for label, p in probabilities.items() if label != decision.positive_class}
-            return max(others, key=others.get)
-        return max(probabilities, key=probabilities.get)
+
+def _providers(settings: Settings) -> list[str]:
+    """The configured execution providers this onnxruntime build has, CPU as the fallback."""
+    available = ort.get_available_providers()
+    skipped = [name for name in settings.execution_providers if name not in available]
+    if skipped:
+        log.warning("execution providers %s are not available here (only %s)", skipped, available)
+    return [name for name in settings.execution_providers if name in available] or ["CPUExecutionProvider"]
 
 
 def _tensor_spec(node) -> dict:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.card import CARD_FILE, ONNX_FILE
+from cxr_model.card import CARD_FILE, ONNX_FILE
 from inference.errors import ModelNotFound, ModelNotReady
 from inference.model import OnnxModel
 from inference.s3sync import S3Mirror
@@ -120,9 +120,8 @@ class ModelRepository:
     def _load(self, key: str, signature: tuple) -> None:
         self._forget(key)
         self._tried[key] = signature
-        model = OnnxModel(self.root / key, self.settings)
         try:
-            model.load()
+            model = OnnxModel.load(self.root / key, self.settings)
         except Exception as exc:  # any failure to load is reported per model
             self.load_errors[key] = str(exc)
             log.error("model %s failed to load: %s", key, exc)

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from inference import codec, metrics
 from inference.dataplane import DataPlane
 from inference.errors import PayloadTooLarge, status_of
-from inference.protocol import ErrorResponse, ImageClassification, MetadataModelResponse, MetadataServerResponse
+from cxr_model.answer import Classification
+from inference.protocol import ErrorResponse, MetadataModelResponse, MetadataServerResponse
 
 
 async def get_dataplane(request: Request) -> DataPlane:  # async: no thread-pool hop for a lookup
@@ -100,9 +101,9 @@ async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str
     )
 
 
-@router.post("/models/{name}/classify", response_model=ImageClassification, responses=_CALL_ERRORS)
+@router.post("/models/{name}/classify", response_model=Classification, responses=_CALL_ERRORS)
 @router.post(
-    "/models/{name}/versions/{version}/classify", response_model=ImageClassification, responses=_CALL_ERRORS
+    "/models/{name}/versions/{version}/classify", response_model=Classification, responses=_CALL_ERRORS
 )
 async def classify(dataplane: DataPlaneDep, image: Body, name: str, version: str | None = None):
     """The raw bytes of one JPEG, PNG or DICOM file, preprocessed as the model card says."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -95,6 +95,13 @@ class OutOfDistribution(BaseModel):
     metrics: dict[str, float] = {}
 
 
+class ClassDescription(BaseModel):
+    """How a label is put into words for clinicians."""
+
+    name: str  # the class as a clinician reads it: "Pneumonia"
+    finding: str  # the sentence shown when the model decides this class: "Pneumonia suspected"
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -102,19 +109,34 @@ class ModelCard(BaseModel):
     version: str
     task: str
     description: str = ""
-    labels: list[str] = Field(min_length=2)
+    labels: list[str] = Field(min_length=2)  # in the order of the probabilities output
+    # words for each label (a label without them is shown as it is)
+    classes: dict[str, ClassDescription] = {}
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
     preprocessing: Preprocessing
     decision: Decision = Decision()
     batching: Batching | None = None
     metrics: dict[str, dict[str, float]] = {}
-    training: dict = {}
+    training: dict[str, Any] = {}
     calibration: Calibration | None = None
     explanation: Explanation | None = None
     ood: OutOfDistribution | None = None
     onnx_sha256: str
     created_at: str = ""
+
+    @model_validator(mode="after")
+    def _labels_are_consistent(self) -> ModelCard:
+        unknown = set(self.classes) - set(self.labels)
+        if unknown:
+            raise ValueError(f"classes describes labels the model does not have: {sorted(unknown)}")
+        positive = self.decision.positive_class
+        if positive is not None and positive not in self.labels:
+            raise ValueError(f"the decision's positive class {positive!r} is not one of the labels")
+        return self
+
+    def describe(self, label: str) -> ClassDescription:
+        return self.classes.get(label) or ClassDescription(name=label, finding=f"Model output: {label}")
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelCard:

@@ -1,0 +1,234 @@
+"""Image files as the service accepts them: what kind a file is, and its pixels as displayed.
+
+One decoder for every consumer: the model's input and the preview a clinician sees are made
+by `decode_image` from the same bytes, so they cannot show different pictures.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+import pydicom
+import pydicom.errors
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+MediaType = Literal["image/jpeg", "image/png", "application/dicom"]
+JPEG: MediaType = "image/jpeg"
+PNG: MediaType = "image/png"
+DICOM: MediaType = "application/dicom"
+EXTENSIONS: dict[MediaType, str] = {JPEG: "jpg", PNG: "png", DICOM: "dcm"}
+
+# the stretch of a DICOM that carries no VOI window or LUT: robust to a few extreme pixels
+_UNWINDOWED_PERCENTILES = (0.5, 99.5)
+
+
+class ImageError(ValueError):
+    """The bytes are not an image that can be read; `code` says why, machine-readably.
+
+    Codes: empty_file, unsupported_media_type, image_too_large, corrupt_image,
+    dicom_without_pixel_data.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def sniff_media_type(data: bytes) -> MediaType | None:
+    """The media type told by the file's magic bytes (never its name or a Content-Type), or None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if data[128:132] == b"DICM":  # a DICOM file: 128-byte preamble, then the magic
+        return DICOM
+    return None
+
+
+def media_type_of(data: bytes) -> MediaType:
+    """Like `sniff_media_type`, but an ImageError for an empty or unsupported file."""
+    if not data:
+        raise ImageError("empty_file", "the file is empty")
+    media_type = sniff_media_type(data)
+    if media_type is None:
+        raise ImageError("unsupported_media_type", "the file is not a JPEG, PNG or DICOM image")
+    return media_type
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """JPEG, PNG or DICOM bytes -> the image as displayed (8-bit grey or RGB for DICOM)."""
+    if media_type_of(data) == DICOM:
+        return decode_dicom(read_dicom(data), max_pixels)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            _check_size(probe.width, probe.height, max_pixels)
+            probe.load()
+            return ImageOps.exif_transpose(probe)
+    except Image.DecompressionBombError as exc:  # dimensions far beyond max_pixels: too large, not corrupt
+        raise ImageError("image_too_large", f"the image is too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError("image_too_large", f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
+
+
+# Attributes parsed eagerly (pydicom parses values lazily, so a malformed one would otherwise
+# fail later, in the middle of decoding).
+_DISPLAY_ATTRIBUTES = (
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "ModalityLUTSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "VOILUTFunction",
+    "VOILUTSequence",
+    "PresentationLUTShape",
+)
+_READ_ERRORS = (
+    pydicom.errors.InvalidDicomError,
+    pydicom.errors.BytesLengthException,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    TypeError,
+    AttributeError,
+)
+
+
+def read_dicom(data: bytes) -> Dataset:
+    """The parsed DICOM file, which must hold pixel data."""
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        for keyword in _DISPLAY_ATTRIBUTES:
+            dataset.get(keyword)
+    except _READ_ERRORS as exc:
+        raise ImageError("corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
+    if "PixelData" not in dataset:
+        raise ImageError("dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
+    return dataset
+
+
+def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The first frame as a radiologist's viewer shows it (PS3.4 N.2), in 8 bits.
+
+    Stored values -> Modality LUT (rescale or LUT sequence) -> VOI LUT (the first window or
+    LUT sequence, with its VOI LUT Function) -> presentation (MONOCHROME1 or a Presentation LUT
+    Shape INVERSE: low values bright) -> 0..255. A file without a VOI transform is stretched
+    between its 0.5th and 99.5th percentiles. Colour files (RGB, YBR) are shown as RGB.
+    """
+    _check_size(int(dataset.get("Columns") or 0), int(dataset.get("Rows") or 0), max_pixels)
+    try:  # only the first frame: decoding all of a multi-frame file could take gigabytes
+        frame = pixel_array(dataset, index=0)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for pixel data it cannot decode
+        raise ImageError("corrupt_image", f"the DICOM pixel data cannot be decoded: {exc}") from exc
+    try:
+        if int(dataset.get("SamplesPerPixel") or 1) != 1:
+            return Image.fromarray(_to_8bit(frame, *_stored_range(dataset)), "RGB")
+        return Image.fromarray(display_grey(dataset, frame), "L")
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise ImageError("corrupt_image", f"the DICOM display attributes are invalid: {exc}") from exc
+
+
+def display_grey(dataset: Dataset, frame: np.ndarray) -> np.ndarray:
+    """One grey frame of stored values -> 8-bit display values (see `decode_dicom`)."""
+    values = apply_modality_lut(frame, dataset)
+    if dataset.get("VOILUTSequence"):
+        values = _lut_input(values, dataset.VOILUTSequence[0])
+    if _has_voi(dataset):
+        values = apply_voi_lut(values, dataset, index=0)
+        low, high = _voi_output_range(dataset)
+    else:
+        low, high = (float(v) for v in np.percentile(values, _UNWINDOWED_PERCENTILES))
+    grey = _to_8bit(values, low, high)
+    return 255 - grey if _inverted(dataset) else grey
+
+
+def _has_voi(dataset: Dataset) -> bool:
+    if dataset.get("VOILUTSequence"):
+        return True
+    return dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None
+
+
+def _lut_input(values: np.ndarray, lut: Dataset) -> np.ndarray:
+    """Whole values within the LUT's input range. pydicom 3.0 computes the LUT index in the
+    LUT's own dtype, so with 8-bit entries an input beyond 255 above the first mapped value
+    wraps around instead of taking the last entry; clipping first gives the standard's result."""
+    entries, first_mapped = int(lut.LUTDescriptor[0]) or 2**16, int(lut.LUTDescriptor[1])
+    return np.clip(np.rint(values), first_mapped, first_mapped + entries - 1).astype(np.int64)
+
+
+def _voi_output_range(dataset: Dataset) -> tuple[float, float]:
+    """The range of values `apply_voi_lut` maps into, which it does not return.
+
+    A VOI LUT sequence (preferred when both are present) gives its entries' range; windowing
+    gives the range of the modality LUT's output (PS3.3 C.11.2.1.2), as pydicom computes it.
+    """
+    if dataset.get("VOILUTSequence"):
+        lut = dataset.VOILUTSequence[0]
+        bits = int(lut.LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    if dataset.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    low, high = _stored_range(dataset)
+    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return low, high
+
+
+def _stored_range(dataset: Dataset) -> tuple[float, float]:
+    bits = int(dataset.get("BitsStored") or dataset.get("BitsAllocated") or 8)
+    if int(dataset.get("PixelRepresentation") or 0) == 0:
+        return 0.0, float(2**bits - 1)
+    return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+
+
+def _inverted(dataset: Dataset) -> bool:
+    """Whether low values are shown bright: the Presentation LUT Shape decides when given,
+    else MONOCHROME1. (pydicom's `apply_presentation_lut` inverts around the frame's own
+    maximum, which would shift every grey level of a frame that does not reach full white.)"""
+    shape = str(dataset.get("PresentationLUTShape") or "").strip().upper()
+    if shape in ("IDENTITY", "INVERSE"):
+        return shape == "INVERSE"
+    return str(dataset.get("PhotometricInterpretation") or "").strip() == "MONOCHROME1"
+
+
+def _to_8bit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    if high <= low:
+        return np.zeros(values.shape, np.uint8)
+    scaled = (np.asarray(values, dtype=np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey images (PNG can hold them) stretched to 0..255 by their own range."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(_to_8bit(pixels, float(pixels.min()), float(pixels.max())), "L")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=6)
+    return buffer.getvalue()
