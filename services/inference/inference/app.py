@@ -12,16 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from cxr_model.images import ImageError
 from inference import __version__, routes
 from inference.dataplane import DataPlane
 from inference.errors import InferenceError, status_of
 from inference.logs import RequestIdMiddleware, configure_logging
 from inference.memory import release_memory_when_idle, tune_allocator
-from cxr_model.images import ImageError
 from inference.repository import ModelRepository
 from inference.settings import Settings
 
 log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()

@@ -90,7 +90,7 @@ class Batcher:
         try:
             feeds = {name: np.concatenate([p.feeds[name] for p in group]) for name in group[0].feeds}
             outputs = await self.model.predict_on_model_thread(feeds, output_names)
-        except Exception as exc:  # noqa: BLE001 - handed to the callers, never kills the batcher
+        except Exception as exc:
             if len(group) == 1:
                 _settle(group[0], exception=exc)
                 return

@@ -11,6 +11,7 @@ import base64
 import json
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -182,9 +183,10 @@ def _unpack_bytes(name: str, chunk: bytes) -> list[bytes]:
 def encode_response(result: InferResult, request: InferRequest) -> tuple[bytes, int | None]:
     """The response body, and the JSON header length when any output is sent as binary."""
     binary_names = _binary_outputs(request, list(result.outputs))
-    outputs, chunks = [], []
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
     for name, array in result.outputs.items():
-        output = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
+        output: dict[str, Any] = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
         if name in binary_names:
             chunk = _to_binary(array)
             output["parameters"] = {"binary_data_size": len(chunk)}

@@ -147,7 +147,9 @@ class DataPlane:
             raise BadRequest(f"input '{model.image_input}' holds no image")
         return await to_thread.run_sync(model.preprocess_images, images, abandon_on_cancel=True)
 
-    async def _predict(self, model: OnnxModel, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    async def _predict(
+        self, model: OnnxModel, feeds: dict[str, np.ndarray], outputs: list[str]
+    ) -> dict[str, np.ndarray]:
         batcher = self._batcher(model)
         if batcher is None:
             return await model.predict_on_model_thread(feeds, outputs)
@@ -175,7 +177,9 @@ def _checked(tensor: Tensor, spec: dict) -> np.ndarray:
     if tensor.datatype != spec["datatype"]:
         raise BadRequest(f"input '{tensor.name}' must be {spec['datatype']}, got {tensor.datatype}")
     shape = tensor.array.shape
-    if len(shape) != len(spec["shape"]) or any(want not in (-1, got) for want, got in zip(spec["shape"], shape)):
+    if len(shape) != len(spec["shape"]) or any(
+        want not in (-1, got) for want, got in zip(spec["shape"], shape, strict=True)
+    ):
         raise BadRequest(f"input '{tensor.name}' must have shape {spec['shape']}, got {list(shape)}")
     return tensor.array
 

@@ -64,7 +64,10 @@ class RequestIdMiddleware:
             nonlocal status, logged
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), current.encode("latin-1"))]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.encode(), current.encode("latin-1")),
+                ]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 logged = True  # before the last byte leaves: a caller that has its answer finds the line
                 log_request()

@@ -117,7 +117,7 @@ class OnnxModel:
                 values = self.session.run(names, inputs)
         except InvalidArgument as exc:  # onnxruntime's word for inputs the graph cannot take
             raise BadRequest(f"the model cannot run on these inputs: {exc}") from exc
-        return dict(zip(names, values))
+        return dict(zip(names, values, strict=True))
 
     @property
     def batchable(self) -> bool:

@@ -37,11 +37,11 @@ class ModelRepository:
         self.unloaded: set[str] = set()  # names unloaded by the admin call; refresh leaves them out
         self._tried: dict[str, tuple] = {}  # version key -> file signature last loaded or failed
         self._lock = threading.Lock()
+        self.mirror: S3Mirror | None = None
         if settings.model_repository.startswith("s3://"):
             self.mirror = S3Mirror(settings.model_repository, settings.model_cache_dir, settings.s3_endpoint_url)
             self.root = settings.model_cache_dir
         else:
-            self.mirror = None
             self.root = Path(settings.model_repository)
 
     def load_all(self) -> None:
@@ -50,8 +50,7 @@ class ModelRepository:
     def refresh(self) -> list[IndexEntry]:
         """Load versions that appeared or changed, unload those that went away."""
         with self._lock:
-            if self.mirror is not None:
-                self._sync_mirror()
+            self._sync_mirror()
             found = {key: _signature(path) for key, path in self._version_dirs().items()}
             for key in set(self._tried) - set(found):
                 self._forget(key)
@@ -80,7 +79,9 @@ class ModelRepository:
 
     def index(self) -> list[IndexEntry]:
         entries = [IndexEntry(name, version, "READY") for name in self.models for version in self.versions(name)]
-        entries += [IndexEntry(*key.split("/"), "UNAVAILABLE", reason) for key, reason in self.load_errors.items()]
+        entries += [
+            IndexEntry(*_name_and_version(key), "UNAVAILABLE", reason) for key, reason in self.load_errors.items()
+        ]
         entries += [IndexEntry(name, "", "UNAVAILABLE", "unloaded") for name in sorted(self.unloaded)]
         return sorted(entries, key=lambda entry: (entry.name, _version_key(entry.version)))
 
@@ -109,13 +110,17 @@ class ModelRepository:
         return [model for versions in self.models.values() for model in versions.values()]
 
     def _sync_mirror(self) -> None:
+        if self.mirror is None:
+            return
         try:
             self.mirror.sync()
         except Exception as exc:  # S3 unreachable: keep serving what the cache holds
             log.error("the S3 model repository cannot be read, serving the local copy: %s", exc)
 
     def _version_dirs(self) -> dict[str, Path]:
-        return {f"{path.parent.parent.name}/{path.parent.name}": path.parent for path in self.root.glob(f"*/*/{CARD_FILE}")}
+        return {
+            f"{path.parent.parent.name}/{path.parent.name}": path.parent for path in self.root.glob(f"*/*/{CARD_FILE}")
+        }
 
     def _load(self, key: str, signature: tuple) -> None:
         self._forget(key)
@@ -131,7 +136,7 @@ class ModelRepository:
         log.info("loaded model %s version %s", model.name, model.version)
 
     def _forget(self, key: str) -> None:
-        name, version = key.split("/")
+        name, version = _name_and_version(key)
         self._tried.pop(key, None)
         self.load_errors.pop(key, None)
         model = self.models.get(name, {}).get(version)
@@ -154,3 +159,8 @@ def _signature(version_dir: Path) -> tuple:
 
 def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (-1, version)
+
+
+def _name_and_version(key: str) -> tuple[str, str]:
+    name, version = key.split("/")
+    return name, version

@@ -10,10 +10,10 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from cxr_model.answer import Classification
 from inference import codec, metrics
 from inference.dataplane import DataPlane
 from inference.errors import PayloadTooLarge, status_of
-from cxr_model.answer import Classification
 from inference.protocol import ErrorResponse, MetadataModelResponse, MetadataServerResponse
 
 
@@ -93,18 +93,16 @@ async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str
         else:  # a large JSON document would hold up the event loop
             infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
         result = measured.result = await dataplane.infer(name, version, infer_request)
-        content, header_length = codec.encode_response(result, infer_request)
-    if header_length is None:
+        content, binary_header_length = codec.encode_response(result, infer_request)
+    if binary_header_length is None:
         return Response(content, media_type="application/json")
     return Response(
-        content, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(header_length)}
+        content, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(binary_header_length)}
     )
 
 
 @router.post("/models/{name}/classify", response_model=Classification, responses=_CALL_ERRORS)
-@router.post(
-    "/models/{name}/versions/{version}/classify", response_model=Classification, responses=_CALL_ERRORS
-)
+@router.post("/models/{name}/versions/{version}/classify", response_model=Classification, responses=_CALL_ERRORS)
 async def classify(dataplane: DataPlaneDep, image: Body, name: str, version: str | None = None):
     """The raw bytes of one JPEG, PNG or DICOM file, preprocessed as the model card says."""
     with _Measured("classify", name, version) as measured:
