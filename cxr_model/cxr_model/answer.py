@@ -120,11 +120,15 @@ def _ood_check(card: ModelCard, outputs: Mapping[str, np.ndarray]) -> OodCheck |
     if card.ood is None:
         return None
     score = float(outputs[card.ood.output])
-    return OodCheck(method=card.ood.method, score=score, threshold=card.ood.threshold, flagged=score > card.ood.threshold)
+    return OodCheck(
+        method=card.ood.method, score=score, threshold=card.ood.threshold, flagged=score > card.ood.threshold
+    )
 
 
 def _heatmap(card: ModelCard, outputs: Mapping[str, np.ndarray], label: str) -> Heatmap | None:
     if card.explanation is None:
         return None
     values = normalised_heatmap(outputs[card.explanation.output][card.labels.index(label)])
-    return Heatmap(method=card.explanation.method, class_=label, region=card.explanation.region, heatmap=values.tolist())
+    return Heatmap(
+        method=card.explanation.method, class_=label, region=card.explanation.region, heatmap=values.tolist()
+    )

@@ -139,7 +139,7 @@ def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     _check_size(int(dataset.get("Columns") or 0), int(dataset.get("Rows") or 0), max_pixels)
     try:  # only the first frame: decoding all of a multi-frame file could take gigabytes
         frame = pixel_array(dataset, index=0)
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for pixel data it cannot decode
+    except Exception as exc:
         raise ImageError("corrupt_image", f"the DICOM pixel data cannot be decoded: {exc}") from exc
     try:
         if int(dataset.get("SamplesPerPixel") or 1) != 1:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FINDINGS = {"normal": "No pneumonia detected", "pneumonia": "Pneumonia suspected"}
-CLASS_NAMES = {"normal": "Normal", "pneumonia": "Pneumonia"}
+from cxr_model.card import ModelCard
+
+# the words the committed default model's card gives its classes
+DEFAULT_CARD = ModelCard.read(Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "2")
+FINDINGS = {label: DEFAULT_CARD.describe(label).finding for label in DEFAULT_CARD.labels}
+CLASS_NAMES = {label: DEFAULT_CARD.describe(label).name for label in DEFAULT_CARD.labels}
 SLOW = 60_000  # ms: the first classification also loads the model
 EXPIRED = "Your session has expired. Please sign in again."
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pydicom
 from e2e_steps import (
     CLASS_NAMES,
+    DEFAULT_CARD,
     FINDINGS,
     SLOW,
     case_of,
@@ -64,7 +65,9 @@ def test_classify_a_jpeg_and_a_dicom_then_find_them_in_the_history(page, gateway
         expect(panel).to_contain_text(f"{result['model_name']} v{result['model_version']}")
         threshold = result["threshold"]
         expect(panel).to_contain_text(
-            f"{percent(threshold)} probability of pneumonia" if threshold is not None else "None"
+            f"{percent(threshold)} probability of {CLASS_NAMES[result['positive_class']].lower()}"
+            if threshold is not None
+            else "None"
         )
         expect(panel).to_contain_text("not a diagnosis")
         # The model's explanation heatmap, fetched from the gateway's route, is laid over the image.
@@ -162,10 +165,10 @@ def test_an_unusual_image_gets_a_warning_and_its_heatmap_is_laid_over_it(page, g
 
     [answer] = classify(page)
 
-    assert answer["status"] == 201 and answer["body"]["ood"] is True, answer
+    assert answer["status"] == 201 and answer["body"]["ood"]["flagged"] is True, answer
     card = case_of(page, blank.name)
-    expect(card.get_by_text("Unusual image: it looks unlike the chest X-rays the model was trained on")).to_be_visible()
-    expect(card.locator(".facts")).to_contain_text(f"Unusual image (score {answer['body']['ood_score']:.1f})")
+    expect(card.get_by_text("Unusual image: it looks unlike the images the model was trained on")).to_be_visible()
+    expect(card.locator(".facts")).to_contain_text(f"Unusual image (score {answer['body']['ood']['score']:.1f})")
     overlay = card.locator(".viewer-heatmap")
     expect(overlay).to_be_visible()
     assert wait_until_loaded(page, overlay) == 512  # the PNG from /results/{id}/heatmap, fetched with the token
@@ -190,8 +193,12 @@ def test_an_uncertain_result_is_marked(page, gateway, sample_xrays):
         "id": "00000000-0000-4000-8000-000000000001",
         "created_at": "2026-01-02T10:00:00Z",
         "created_by": gateway.admin_username,
-        "label": "pneumonia",
-        "probabilities": {"normal": 0.45, "pneumonia": 0.55},
+        "classes": [
+            {"label": label, "name": CLASS_NAMES[label], "finding": FINDINGS[label]} for label in DEFAULT_CARD.labels
+        ],
+        "label": DEFAULT_CARD.labels[1],
+        "probabilities": {DEFAULT_CARD.labels[0]: 0.45, DEFAULT_CARD.labels[1]: 0.55},
+        "positive_class": DEFAULT_CARD.labels[1],
         "threshold": 0.5,
         "model_name": "pneumonia-xray",
         "model_version": "1",

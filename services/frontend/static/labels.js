@@ -1,59 +1,56 @@
-// How the model's output is put into words for clinicians.
+// How the model's output is put into words for clinicians. Every class name and finding comes
+// from the result itself (`classes`, from the model's card): no class is named here.
 
-/** The class whose probability the decision threshold applies to. */
-export const POSITIVE_CLASS = "pneumonia";
-
-/** A positive-class probability this close to the threshold (either side) is marked uncertain. */
+/** Two most probable classes this close to each other, or a positive-class probability this close
+ * to the threshold (either side), mark a result uncertain. */
 export const UNCERTAINTY_MARGIN = 0.1;
 
-const CLASSES = {
-  normal: { name: "Normal", finding: "No pneumonia detected" },
-  pneumonia: { name: "Pneumonia", finding: "Pneumonia suspected" },
-};
-
-/** { name, finding, tone } for a class label; unknown labels are shown as they are. */
-export function describeClass(label) {
-  const known = CLASSES[label] ?? { name: label, finding: `Model output: ${label}` };
-  const tone = label === POSITIVE_CLASS ? "positive" : label in CLASSES ? "negative" : "neutral";
-  return { ...known, tone };
+/** { name, finding, tone } for one of the result's labels (its decided label by default). */
+export function describeClass(result, label = result.label) {
+  const known = result.classes?.find((item) => item.label === label);
+  const words = known ? { name: known.name, finding: known.finding } : { name: label, finding: `Model output: ${label}` };
+  const tone = !result.positive_class ? "neutral" : label === result.positive_class ? "positive" : "negative";
+  return { ...words, tone };
 }
 
-/** The labels a result can have, for filters: [label, finding]. */
-export function knownFindings() {
-  return Object.entries(CLASSES).map(([label, { finding }]) => [label, finding]);
+/** The probability the history lists: the positive class's for binary models, else the decided class's. */
+export function headlineProbability(result) {
+  return result.probabilities?.[result.positive_class ?? result.label];
 }
 
-export function positiveProbability(result) {
-  return result.probabilities?.[POSITIVE_CLASS];
+/** What `headlineProbability` is the probability of, in words. */
+export function headlineClassName(result) {
+  return describeClass(result, result.positive_class ?? result.label).name;
 }
 
 export function modelName(result) {
   return `${result.model_name} v${result.model_version}`;
 }
 
-/** Whether the positive probability lies within UNCERTAINTY_MARGIN of the threshold (0.5 when there is none). */
+/** Whether the decision was close: the positive probability near the threshold, or (no threshold)
+ * the two most probable classes near each other. */
 export function isUncertain(result) {
-  const probability = positiveProbability(result);
-  const threshold = typeof result.threshold === "number" ? result.threshold : 0.5;
-  return typeof probability === "number" && Math.abs(probability - threshold) < UNCERTAINTY_MARGIN;
+  if (result.positive_class && typeof result.threshold === "number") {
+    const probability = result.probabilities?.[result.positive_class];
+    return typeof probability === "number" && Math.abs(probability - result.threshold) < UNCERTAINTY_MARGIN;
+  }
+  const [first, second] = Object.values(result.probabilities ?? {}).sort((a, b) => b - a);
+  return typeof second === "number" && first - second < 2 * UNCERTAINTY_MARGIN;
 }
 
-/** Whether the model flagged the image as unlike those it was trained on (`ood`, when the result has it). */
+/** Whether the model flagged the image as unlike those it was trained on. */
 export function isOutOfDistribution(result) {
-  return result.ood === true;
+  return result.ood?.flagged === true;
 }
 
-/**
- * Where the explanation heatmap of a result is, or null: a path under the API (`/results/{id}/heatmap`,
- * fetched with the bearer token) or a data: URL. A PNG overlay of the whole image, same aspect ratio.
- */
+/** The API path of the result's explanation heatmap (a PNG overlay of the whole image), or null. */
 export function heatmapUrl(result) {
   return result.explanation?.heatmap_url ?? null;
 }
 
 export const UNCERTAIN_NOTE = "Uncertain: the probability is close to the decision threshold. Read with extra care.";
 export const OUT_OF_DISTRIBUTION_NOTE =
-  "Unusual image: it looks unlike the chest X-rays the model was trained on, so this result may be unreliable. " +
+  "Unusual image: it looks unlike the images the model was trained on, so this result may be unreliable. " +
   "Check that the right image was sent.";
 
 export const DISCLAIMER =

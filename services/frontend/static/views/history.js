@@ -3,7 +3,7 @@ import * as api from "../api.js";
 import { clearFields, el, showMessage } from "../dom.js";
 import { dayRange, formatDateTime, formatPercent } from "../format.js";
 import { resultImageUrl } from "../images.js";
-import { describeClass, knownFindings, modelName, positiveProbability } from "../labels.js";
+import { describeClass, headlineClassName, headlineProbability, modelName } from "../labels.js";
 import { errorMessage } from "../messages.js";
 import { createPager } from "./pager.js";
 import { warningTags } from "./result.js";
@@ -22,7 +22,6 @@ export function createHistoryView(section, { onOpen }) {
   const models = section.querySelector("#history-models");
   const pager = createPager(section.querySelector("[data-role=pager]"), { onOffset: (value) => load({ offset: value }) });
 
-  form.elements.label.append(...knownFindings().map(([label, finding]) => el("option", { value: label, textContent: finding })));
   const sortButtons = [...table.querySelectorAll("th[data-sort]")].map((header) => {
     const column = header.dataset.sort;
     const button = el("button", { type: "button", className: "sort-button", textContent: COLUMNS[column] });
@@ -38,6 +37,7 @@ export function createHistoryView(section, { onOpen }) {
   let offset = 0;
   let generation = 0; // bumps on every load and reset; stale responses are dropped
   const knownModels = new Set();
+  const knownFindings = new Map(); // label -> finding, from the results seen: the labels of every model shown
   const thumbnails = new IntersectionObserver(loadVisibleThumbnails, { rootMargin: "200px" });
   const resultOfThumbnail = new WeakMap();
 
@@ -79,6 +79,21 @@ export function createHistoryView(section, { onOpen }) {
     showSort();
     for (const result of page.items) knownModels.add(result.model_name);
     models.replaceChildren(...[...knownModels].sort().map((name) => el("option", { value: name })));
+    showKnownFindings(page.items);
+  }
+
+  function showKnownFindings(results) {
+    for (const result of results) {
+      for (const { label, finding } of result.classes ?? []) knownFindings.set(label, finding);
+    }
+    const select = form.elements.label;
+    const chosen = select.value;
+    const options = [...knownFindings].sort(([, a], [, b]) => a.localeCompare(b));
+    select.replaceChildren(
+      el("option", { value: "", textContent: "Any result" }),
+      ...options.map(([label, finding]) => el("option", { value: label, textContent: finding })),
+    );
+    select.value = chosen;
   }
 
   function showEmpty(isEmpty) {
@@ -101,7 +116,7 @@ export function createHistoryView(section, { onOpen }) {
   }
 
   function renderRow(result) {
-    const finding = describeClass(result.label);
+    const finding = describeClass(result);
     const thumbnail = el("img", { className: "thumbnail", alt: "", width: 56, height: 56 });
     resultOfThumbnail.set(thumbnail, result);
     thumbnails.observe(thumbnail);
@@ -127,7 +142,11 @@ export function createHistoryView(section, { onOpen }) {
           ...warningTags(result),
         ),
       ),
-      el("td", { className: "numeric", textContent: formatPercent(positiveProbability(result)) }),
+      el("td", {
+        className: "numeric",
+        textContent: formatPercent(headlineProbability(result)),
+        title: `Probability of ${headlineClassName(result).toLowerCase()}`,
+      }),
       el("td", { textContent: modelName(result) }),
       el("td", { textContent: result.created_by }),
     );
@@ -166,6 +185,7 @@ export function createHistoryView(section, { onOpen }) {
       sort = "-created_at";
       offset = 0;
       knownModels.clear();
+      knownFindings.clear();
       thumbnails.disconnect();
       rows.replaceChildren();
       table.hidden = true;

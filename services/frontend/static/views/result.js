@@ -8,13 +8,12 @@ import {
   isUncertain,
   modelName,
   OUT_OF_DISTRIBUTION_NOTE,
-  POSITIVE_CLASS,
   UNCERTAIN_NOTE,
 } from "../labels.js";
 
 /** `extraFacts`: more [term, description] pairs, e.g. the image's DICOM attributes in the detail view. */
 export function renderResult(result, extraFacts = []) {
-  const finding = describeClass(result.label);
+  const finding = describeClass(result);
   return el(
     "div",
     { className: "result" },
@@ -24,9 +23,9 @@ export function renderResult(result, extraFacts = []) {
     el(
       "dl",
       { className: "facts" },
-      ...fact("Decision threshold", thresholdText(result.threshold)),
+      ...fact("Decision threshold", thresholdText(result)),
       ...fact("Model", modelName(result)),
-      ...(typeof result.ood === "boolean" ? fact("Image check", imageCheckText(result)) : []),
+      ...(result.ood ? fact("Image check", imageCheckText(result.ood)) : []),
       ...fact("Classified", formatDateTime(result.created_at)),
       ...fact("Submitted by", result.created_by),
       ...extraFacts.flatMap(([term, description]) => fact(term, description)),
@@ -52,11 +51,11 @@ function renderWarnings(result) {
 
 function renderProbabilities(result) {
   const rows = Object.entries(result.probabilities ?? {}).map(([label, probability]) => {
-    const { name, tone } = describeClass(label);
+    const { name, tone } = describeClass(result, label);
     const track = el("span", { className: "bar-track" }, el("span", { className: `bar-fill bar-fill--${tone}` }));
     // Widths are set through the CSSOM, which the page's style-src 'self' policy allows.
     track.firstChild.style.width = `${clampPercent(probability)}%`;
-    if (label === POSITIVE_CLASS && typeof result.threshold === "number") {
+    if (label === result.positive_class && typeof result.threshold === "number") {
       const marker = el("span", {
         className: "bar-threshold",
         title: `Decision threshold ${formatPercent(result.threshold)}`,
@@ -78,14 +77,15 @@ function renderProbabilities(result) {
   return list;
 }
 
-function thresholdText(threshold) {
-  if (typeof threshold !== "number") return "None (the most probable class is reported)";
-  return `${formatPercent(threshold)} probability of ${describeClass(POSITIVE_CLASS).name.toLowerCase()}`;
+function thresholdText(result) {
+  if (!result.positive_class || typeof result.threshold !== "number") return "None (the most probable class is reported)";
+  const positive = describeClass(result, result.positive_class).name.toLowerCase();
+  return `${formatPercent(result.threshold)} probability of ${positive}`;
 }
 
-function imageCheckText(result) {
-  const score = typeof result.ood_score === "number" ? ` (score ${result.ood_score.toFixed(1)})` : "";
-  return result.ood ? `Unusual image${score}` : `Like the chest X-rays the model was trained on${score}`;
+function imageCheckText(ood) {
+  const score = ` (score ${ood.score.toFixed(1)})`;
+  return ood.flagged ? `Unusual image${score}` : `Like the images the model was trained on${score}`;
 }
 
 function fact(term, description) {
