@@ -1,7 +1,7 @@
 """Throughput and latency of the inference service next to its baselines: one table, one run.
 
-For the committed model and a compute-heavy model, seed 002's VGG-style CNN (the trainer's
-`vgg` architecture) at 300x300 grey with random weights, built with Keras and exported with
+For the committed model and a compute-heavy model, a VGG-style CNN (the trainer's
+`vgg` architecture: four 3x3 conv + max-pool blocks, then Dense(512)) at 300x300 grey with random weights, built with Keras and exported with
 tf2onnx into a temporary repository (never committed):
 
   (a) onnxruntime in-process, at the batch sizes the batcher forms (batch size = concurrency)
@@ -98,7 +98,7 @@ def latest_version(repository: Path, name: str) -> Path:
 
 
 def build_models(repository: Path, work: Path) -> list[BenchModel]:
-    """The committed model, and seed 002's VGG-style CNN exported next to it; both also saved as Keras."""
+    """The committed model, and a VGG-style CNN exported next to it; both also saved as Keras."""
     import keras
     from trainer.config import TrainConfig
     from trainer.model import build_model
@@ -106,7 +106,7 @@ def build_models(repository: Path, work: Path) -> list[BenchModel]:
     shutil.copytree(REPO_ROOT / "models" / DEFAULT_MODEL, repository / DEFAULT_MODEL)
     config = json.loads((latest_version(repository, DEFAULT_MODEL) / "model.json").read_text())["training"]["config"]
     default = build_model(TrainConfig(filters=tuple(config["filters"]), image_size=config["image_size"]))
-    # seed 002's network as published; random weights: only speed and memory matter here
+    # random weights: only speed and memory matter here
     heavy = build_model(TrainConfig(architecture="vgg", image_size=300, filters=(32, 64, 128, 128)))
     export_to_repository(heavy, repository / HEAVY_MODEL / "1")
     models = []

@@ -8,6 +8,12 @@ export function el(tag, properties = {}, ...children) {
   return element;
 }
 
+/** The elements of `container` marked data-role="<name>", by name in camelCase ("drop-zone" -> dropZone). */
+export function roles(container, ...names) {
+  const camel = (name) => name.replace(/-(\w)/g, (_, letter) => letter.toUpperCase());
+  return Object.fromEntries(names.map((name) => [camel(name), container.querySelector(`[data-role=${name}]`)]));
+}
+
 /** Shows `text` in `element`, or hides the element when there is no text. */
 export function showMessage(element, text) {
   element.textContent = text ?? "";

@@ -1,16 +1,13 @@
 // The classify page: choose one or several files (picker or drag and drop), preview them, send them one by one.
+import { roles } from "../dom.js";
 import { createCase } from "./case.js";
 
 export function createClassifyView(section) {
   const input = section.querySelector("#file-input");
-  const dropZone = section.querySelector("[data-role=drop-zone]");
-  const classifyButton = section.querySelector("[data-role=classify]");
-  const clearButton = section.querySelector("[data-role=clear]");
-  const summary = section.querySelector("[data-role=summary]");
-  const progress = section.querySelector("[data-role=progress]");
+  const parts = roles(section, "drop-zone", "classify", "clear", "summary", "progress", "cases");
+  const { dropZone, classify: classifyButton, clear: clearButton, summary, progress, cases: list } = parts;
   const progressBar = progress.querySelector("progress");
   const progressLabel = progress.querySelector("[role=status]");
-  const list = section.querySelector("[data-role=cases]");
 
   let cases = [];
   let running = false;

@@ -1,6 +1,6 @@
 // The history page: past results with filters (label, dates, model, unusual images), sortable columns and pages.
 import * as api from "../api.js";
-import { clearFields, el, showMessage } from "../dom.js";
+import { clearFields, el, roles, showMessage } from "../dom.js";
 import { dayRange, formatDateTime, formatPercent } from "../format.js";
 import { resultImageUrl } from "../images.js";
 import { describeClass, headlineClassName, headlineProbability, modelName } from "../labels.js";
@@ -13,12 +13,8 @@ const COLUMNS = { created_at: "Time", label: "Result", model_name: "Model" };
 const FIRST_DIRECTION = { created_at: "-", label: "", model_name: "" }; // newest first; names A to Z
 
 export function createHistoryView(section, { onOpen }) {
-  const form = section.querySelector("[data-role=filters]");
-  const table = section.querySelector("[data-role=table]");
+  const { filters: form, table, loading, error, empty } = roles(section, "filters", "table", "loading", "error", "empty");
   const rows = table.querySelector("tbody");
-  const loading = section.querySelector("[data-role=loading]");
-  const error = section.querySelector("[data-role=error]");
-  const empty = section.querySelector("[data-role=empty]");
   const models = section.querySelector("#history-models");
   const pager = createPager(section.querySelector("[data-role=pager]"), { onOffset: (value) => load({ offset: value }) });
 

@@ -1,5 +1,5 @@
 // What the admin tables share: loading, error and empty states, and the row action to disable an account.
-import { el, showMessage } from "../dom.js";
+import { el, roles, showMessage } from "../dom.js";
 import { formatDateTime } from "../format.js";
 import { errorMessage } from "../messages.js";
 
@@ -8,11 +8,8 @@ import { errorMessage } from "../messages.js";
  * what `fetchRows` returns: a Promise of <tr> elements. Returns { load, clear }.
  */
 export function createTableLoader(container, fetchRows) {
-  const table = container.querySelector("[data-role=table]");
+  const { table, loading, error, empty } = roles(container, "table", "loading", "error", "empty");
   const rows = table.querySelector("tbody");
-  const loading = container.querySelector("[data-role=loading]");
-  const error = container.querySelector("[data-role=error]");
-  const empty = container.querySelector("[data-role=empty]");
   let generation = 0;
 
   async function load() {
