@@ -7,14 +7,18 @@ by `decode_image` from the same bytes, so they cannot show different pictures.
 from __future__ import annotations
 
 import io
+import zlib
 from typing import Literal
 
 import numpy as np
 import pydicom
 import pydicom.errors
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -32,7 +36,7 @@ class ImageError(ValueError):
     """The bytes are not an image that can be read; `code` says why, machine-readably.
 
     Codes: empty_file, unsupported_media_type, image_too_large, corrupt_image,
-    dicom_without_pixel_data.
+    dicom_without_pixel_data, unsupported_transfer_syntax.
     """
 
     def __init__(self, code: str, message: str):
@@ -65,7 +69,7 @@ def media_type_of(data: bytes) -> MediaType:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """JPEG, PNG or DICOM bytes -> the image as displayed (8-bit grey or RGB for DICOM)."""
     if media_type_of(data) == DICOM:
-        return decode_dicom(read_dicom(data), max_pixels)
+        return decode_dicom(read_dicom(data, max_pixels), max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             _check_size(probe.width, probe.height, max_pixels)
@@ -115,17 +119,55 @@ _READ_ERRORS = (
 )
 
 
-def read_dicom(data: bytes) -> Dataset:
-    """The parsed DICOM file, which must hold pixel data."""
+def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+    """The parsed DICOM file, which must hold pixel data.
+
+    A deflated file is inflated here, to at most `inflation_limit(max_pixels)` bytes: pydicom
+    would inflate it whole, and a few hundred KiB can inflate to gigabytes.
+    """
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = _parse(data, inflation_limit(max_pixels))
         for keyword in _DISPLAY_ATTRIBUTES:
             dataset.get(keyword)
     except _READ_ERRORS as exc:
+        if isinstance(exc, ImageError):
+            raise
         raise ImageError("corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
     if "PixelData" not in dataset:
         raise ImageError("dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
     return dataset
+
+
+def inflation_limit(max_pixels: int) -> int:
+    """The most a deflated data set may inflate to: a first frame of `max_pixels` at 3 samples of
+    16 bits each, and 1 MiB of attributes."""
+    return 6 * max_pixels + 2**20
+
+
+def _parse(data: bytes, max_inflated_bytes: int) -> Dataset:
+    meta, body_offset = _file_meta(data)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return pydicom.dcmread(io.BytesIO(data))
+    dataset = read_dataset(io.BytesIO(_inflate(data[body_offset:], max_inflated_bytes)), False, True)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian  # what the inflated data set is
+    dataset.file_meta = meta
+    return dataset
+
+
+def _file_meta(data: bytes) -> tuple[FileMetaDataset, int]:
+    """The file meta information (group 0002, always explicit VR little endian) and where it ends."""
+    stream = io.BytesIO(data)
+    stream.seek(132)  # preamble and magic
+    meta = read_dataset(stream, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+    return FileMetaDataset(meta), stream.tell()
+
+
+def _inflate(deflated: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = inflater.decompress(deflated, max_bytes + 1)
+    if len(inflated) > max_bytes:
+        raise ImageError("image_too_large", f"the deflated DICOM data inflates to more than {max_bytes} bytes")
+    return inflated
 
 
 def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -134,19 +176,45 @@ def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     Stored values -> Modality LUT (rescale or LUT sequence) -> VOI LUT (the first window or
     LUT sequence, with its VOI LUT Function) -> presentation (MONOCHROME1 or a Presentation LUT
     Shape INVERSE: low values bright) -> 0..255. A file without a VOI transform is stretched
-    between its 0.5th and 99.5th percentiles. Colour files (RGB, YBR) are shown as RGB.
+    between its 0.5th and 99.5th percentiles. Colour files (RGB, YBR, palette colour) are shown
+    as RGB.
     """
     _check_size(int(dataset.get("Columns") or 0), int(dataset.get("Rows") or 0), max_pixels)
+    _check_decodable(dataset)
     try:  # only the first frame: decoding all of a multi-frame file could take gigabytes
         frame = pixel_array(dataset, index=0)
     except Exception as exc:
         raise ImageError("corrupt_image", f"the DICOM pixel data cannot be decoded: {exc}") from exc
     try:
+        if str(dataset.get("PhotometricInterpretation") or "").strip() == "PALETTE COLOR":
+            return Image.fromarray(_palette_rgb(dataset, frame), "RGB")
         if int(dataset.get("SamplesPerPixel") or 1) != 1:
             return Image.fromarray(_to_8bit(frame, *_stored_range(dataset)), "RGB")
         return Image.fromarray(display_grey(dataset, frame), "L")
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise ImageError("corrupt_image", f"the DICOM display attributes are invalid: {exc}") from exc
+
+
+def _palette_rgb(dataset: Dataset, frame: np.ndarray) -> np.ndarray:
+    rgb = apply_color_lut(frame, dataset)
+    bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+    if bits == 16 and rgb.max() < 256:  # 8-bit entries in 16-bit words, which PS3.3 C.7.6.3.1.5 says some write
+        bits = 8
+    return _to_8bit(rgb, 0, 2**bits - 1)
+
+
+def _check_decodable(dataset: Dataset) -> None:
+    syntax = UID(str(dataset.file_meta.get("TransferSyntaxUID") or ExplicitVRLittleEndian))
+    try:
+        available = get_decoder(syntax).is_available
+    except NotImplementedError:  # a transfer syntax pydicom knows no decoder for (private ones, say)
+        available = False
+    if not available:
+        name = syntax.name if syntax.is_transfer_syntax else "an unknown transfer syntax"
+        raise ImageError(
+            "unsupported_transfer_syntax",
+            f"the DICOM pixel data is encoded as {name} ({syntax}), which this service cannot decode",
+        )
 
 
 def display_grey(dataset: Dataset, frame: np.ndarray) -> np.ndarray:
