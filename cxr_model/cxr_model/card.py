@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cxr_model.intended_use import IntendedUse
+
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 
@@ -122,6 +124,7 @@ class ModelCard(BaseModel):
     calibration: Calibration | None = None
     explanation: Explanation | None = None
     ood: OutOfDistribution | None = None
+    intended_use: IntendedUse | None = None  # which images the model is made for; None: a model that routes images
     onnx_sha256: str
     created_at: str = ""
 
