@@ -34,7 +34,7 @@ class OodCheck(BaseModel):
 
     method: str
     score: float
-    threshold: float
+    threshold: float | None  # None only in results stored before the threshold was kept with them
     flagged: bool
 
 

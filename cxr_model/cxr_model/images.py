@@ -127,6 +127,7 @@ def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """
     try:
         dataset = _parse(data, inflation_limit(max_pixels))
+        dataset.file_meta.TransferSyntaxUID  # noqa: B018 - a file without one can be neither decoded nor rewritten
         for keyword in _DISPLAY_ATTRIBUTES:
             dataset.get(keyword)
     except _READ_ERRORS as exc:

@@ -19,6 +19,9 @@ def test_classify_stores_image_and_result(admin_client, sample_xrays, database, 
     assert response.headers["location"] == f"/results/{result['id']}"
     assert result["label"] in ("normal", "pneumonia")
     assert set(result["probabilities"]) == {"normal", "pneumonia"}
+    assert [item["label"] for item in result["classes"]] == ["normal", "pneumonia"]
+    assert all(item["name"] and item["finding"] for item in result["classes"])
+    assert result["positive_class"] == "pneumonia" and result["task"]
     assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
     assert (result["model_name"], result["model_version"]) == ("pneumonia-xray", latest_model_version())
     assert result["created_by"] == "admin"

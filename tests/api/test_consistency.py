@@ -109,6 +109,7 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
 
     from alembic import command
 
+    from cxr_model.answer import Classification, ClassInfo
     from gateway.db import make_engine, make_session_factory
     from gateway.models import Image, Result
     from gateway.prestart import alembic_config
@@ -127,9 +128,14 @@ def test_the_reaper_works_on_the_embedded_folder_store(tmp_path):
     engine = make_engine(database_url)
     with make_session_factory(engine)() as session:
         image = Image(object_key=kept, content_type="image/jpeg", size_bytes=5, sha256="0")
-        result = Result(
-            image=image, model_name="m", model_version="1", label="normal", probabilities={}, threshold=None
+        answer = Classification(
+            model_name="m",
+            model_version="1",
+            classes=[ClassInfo(label=label, name=label, finding=label) for label in ("normal", "other")],
+            label="normal",
+            probabilities={"normal": 0.9, "other": 0.1},
         )
+        result = Result(image=image, classification=answer)
         session.add_all([image, result])
         session.commit()
         assert reap_orphans(session, store, timedelta(minutes=10)) == []

@@ -1,5 +1,8 @@
 """Alembic migrations upgrade an empty database to head and back down, on SQLite and Postgres."""
 
+import json
+import uuid
+
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
@@ -116,4 +119,108 @@ def test_0005_moves_the_heatmap_into_the_result_row_and_back(empty_database_url)
     assert "heatmap_object_key" in {c["name"] for c in inspector.get_columns("results")}
     assert not {"explanation_region", "explanation_heatmap"} & {c["name"] for c in inspector.get_columns("results")}
     assert not {"width", "height"} & {c["name"] for c in inspector.get_columns("images")}
+    engine.dispose()
+
+
+IMAGE_ID, RESULT_ID, USER_ID = (f"{n:032x}" for n in (11, 12, 13))
+HEATMAP = [[0.0, 0.5], [1.0, 0.25]]
+
+
+def _result_row_at_0005(connection) -> None:
+    """A user's result as schema 0005 stored it: flat columns, and the uploader on the image too."""
+    connection.execute(
+        text(
+            "INSERT INTO users (id, username, hashed_password, role, is_active, created_at)"
+            " VALUES (:id, 'someone', 'x', 'clinician', true, '2026-11-30')"
+        ),
+        {"id": USER_ID},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO images (id, object_key, content_type, size_bytes, sha256, uploaded_by_id, created_at)"
+            " VALUES (:id, 'images/b.jpg', 'image/jpeg', 1, 's', :user, '2026-11-30')"
+        ),
+        {"id": IMAGE_ID, "user": USER_ID},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO results (id, image_id, model_name, model_version, label, probabilities, threshold,"
+            " calibration_temperature, ood, ood_score, explanation_method, explanation_class, explanation_region,"
+            " explanation_heatmap, created_by_id, created_at) VALUES (:id, :image, 'pneumonia-xray', '3',"
+            " 'pneumonia', :probabilities, 0.5, 1.7, true, 42.5, 'CAM', 'pneumonia', 'center_square', :heatmap,"
+            " :user, '2026-11-30')"
+        ),
+        {
+            "id": RESULT_ID,
+            "image": IMAGE_ID,
+            "user": USER_ID,
+            "probabilities": json.dumps({"normal": 0.25, "pneumonia": 0.75}),
+            "heatmap": json.dumps(HEATMAP),
+        },
+    )
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value  # SQLite hands JSON back as text
+
+
+def test_0006_moves_the_flat_answer_into_one_json_column_and_back(empty_database_url):
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    command.upgrade(config, "0005")
+    with engine.begin() as connection:
+        _result_row_at_0005(connection)
+
+    command.upgrade(config, "0006")
+    inspector = inspect(engine)
+    result_columns = {c["name"] for c in inspector.get_columns("results")}
+    assert {"classification", "label", "model_name", "model_version", "ood"} <= result_columns
+    assert not {"probabilities", "threshold", "calibration_temperature", "ood_score"} & result_columns
+    assert not {c for c in result_columns if c.startswith("explanation_")}
+    assert not {"uploaded_by_id", "uploaded_by_client_id"} & {c["name"] for c in inspector.get_columns("images")}
+    with engine.connect() as connection:
+        label, ood, stored = connection.execute(text("SELECT label, ood, classification FROM results")).one()
+    assert (label, ood) == ("pneumonia", True)
+    assert _json(stored) == {
+        "model_name": "pneumonia-xray",
+        "model_version": "3",
+        "task": "",
+        "classes": [
+            {"label": "normal", "name": "normal", "finding": "Model output: normal"},
+            {"label": "pneumonia", "name": "pneumonia", "finding": "Model output: pneumonia"},
+        ],
+        "label": "pneumonia",
+        "probabilities": {"normal": 0.25, "pneumonia": 0.75},
+        "positive_class": None,
+        "threshold": 0.5,
+        "calibration": {"method": "temperature", "temperature": 1.7},
+        "ood": {"method": "mahalanobis", "score": 42.5, "threshold": None, "flagged": True},
+        "explanation": {"method": "CAM", "class": "pneumonia", "region": "center_square", "heatmap": HEATMAP},
+    }
+
+    command.downgrade(config, "0005")
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT r.label, r.probabilities, r.threshold, r.calibration_temperature, r.ood, r.ood_score,"
+                " r.explanation_method, r.explanation_class, r.explanation_region, r.explanation_heatmap,"
+                " i.uploaded_by_id, i.uploaded_by_client_id FROM results r JOIN images i ON i.id = r.image_id"
+            )
+        ).one()
+    assert "classification" not in {c["name"] for c in inspect(engine).get_columns("results")}
+    label, probabilities, *flat, heatmap, uploader, client = row
+    assert (label, _json(probabilities), *flat, _json(heatmap)) == (
+        "pneumonia",
+        {"normal": 0.25, "pneumonia": 0.75},
+        0.5,
+        1.7,
+        True,
+        42.5,
+        "CAM",
+        "pneumonia",
+        "center_square",
+        HEATMAP,
+    )
+    assert uuid.UUID(str(uploader)) == uuid.UUID(USER_ID) and client is None
+    command.downgrade(config, "base")
     engine.dispose()

@@ -10,7 +10,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from gateway.preview import render_dicom
+from cxr_model.images import decode_image
+from gateway.preview import preview_of
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,12 @@ def grey_levels(png: bytes) -> np.ndarray:
     return np.asarray(image)
 
 
+def render_dicom(data: bytes) -> bytes:
+    rendered = preview_of(data)
+    assert rendered.media_type == "image/png"
+    return rendered.data
+
+
 RAMP = np.array([[0, 1000, 2000, 3000, 4000]])
 
 
@@ -62,13 +69,20 @@ def test_monochrome1_is_inverted_so_that_air_is_black():
 
 
 def test_rescale_applies_before_the_window():
-    data = synthetic_dicom(RAMP, "MONOCHROME2", RescaleSlope=1, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=2)
+    data = synthetic_dicom(
+        RAMP, "MONOCHROME2", RescaleSlope=1, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=2000
+    )
     assert grey_levels(render_dicom(data)).tolist() == [[0, 128, 255, 255, 255]]
 
 
 def test_without_a_window_the_values_are_stretched():
     rendered = grey_levels(render_dicom(synthetic_dicom(np.arange(0, 1000).reshape(10, 100), "MONOCHROME2")))
     assert rendered.min() == 0 and rendered.max() == 255
+
+
+def test_the_preview_is_the_image_the_model_decodes(chest_dicom):
+    """The same decoder makes the model's input: the preview is what the model saw before its crop and resize."""
+    assert np.array_equal(grey_levels(render_dicom(chest_dicom)), np.asarray(decode_image(chest_dicom)))
 
 
 def test_a_dicom_upload_is_rendered_and_nothing_is_stored(admin_client, chest_dicom, s3_server):
@@ -106,6 +120,14 @@ def test_a_broken_dicom_gets_a_problem(admin_client, chest_dicom):
     response = admin_client.post("/preview", files={"file": ("empty.dcm", buffer.getvalue())})
     assert response.status_code == 422
     assert response.json()["code"] == "dicom_without_pixel_data"
+
+
+def test_a_dicom_whose_pixels_cannot_be_decoded_is_not_renderable(admin_client):
+    data = synthetic_dicom(RAMP, "MONOCHROME2")
+    truncated = data[: data.rindex(RAMP.astype(np.uint16).tobytes())] + b"\x00\x00"  # one pixel of five
+    response = admin_client.post("/preview", files={"file": ("short.dcm", truncated)})
+    assert response.status_code == 422
+    assert response.json()["code"] == "dicom_not_renderable"
 
 
 def test_preview_needs_a_signed_in_caller(gateway, chest_dicom):

@@ -43,6 +43,8 @@ from deploy_checks import (
 
 PYTHON_IMAGES = ("inference", "api")
 PACKAGE_NAMES = {"inference": "cxr-inference", "api": "cxr-api"}
+# this repository's own packages the services depend on: built into wheels from source, like the services
+LOCAL_PACKAGES = {"cxr-model": REPO_ROOT / "cxr_model"}
 TENSORFLOW = re.compile(r"tensorflow|keras|tensorboard|^tf-|^tf_", re.IGNORECASE)
 PINNED_PYTHON = re.compile(r"python:3\.11\.\d+-slim(-\w+)?")
 
@@ -239,6 +241,9 @@ def test_python_images_build_wheels_then_install_them_on_slim_python(dockerfiles
     assert any(f"/wheels/{wheel_name}-*.whl" in run for run in installs), "the service's own wheel is not installed"
 
     pyproject = tomllib.loads((REPO_ROOT / "services" / image / "pyproject.toml").read_text())
+    for local in _local_dependencies(pyproject):
+        wheel = f"/wheels/{local.replace('-', '_')}-*.whl"
+        assert any(wheel in run for run in installs), f"{image}: the wheel of {local} is not installed"
     python_version = Version(re.match(r"python:([\d.]+)", runtime_image).group(1))
     assert python_version in SpecifierSet(pyproject["project"]["requires-python"])
 
@@ -279,13 +284,25 @@ def _lock(image: str) -> dict[str, Version]:
     return pins
 
 
+def _local_dependencies(pyproject: dict) -> list[str]:
+    names = (canonicalize_name(Requirement(dependency).name) for dependency in pyproject["project"]["dependencies"])
+    return [name for name in names if name in LOCAL_PACKAGES]
+
+
 @pytest.mark.parametrize("image", PYTHON_IMAGES)
 def test_lock_pins_every_declared_dependency_within_its_range(image):
     pins = _lock(image)
     pyproject = tomllib.loads((REPO_ROOT / "services" / image / "pyproject.toml").read_text())
     assert canonicalize_name(PACKAGE_NAMES[image]) not in pins, "the service itself is installed from source"
-    for dependency in map(Requirement, pyproject["project"]["dependencies"]):
+    dependencies = list(pyproject["project"]["dependencies"])
+    for local in _local_dependencies(pyproject):
+        assert local not in pins, f"{image}: {local} is this repository's own, installed from source"
+        local_pyproject = tomllib.loads((LOCAL_PACKAGES[local] / "pyproject.toml").read_text())
+        dependencies += local_pyproject["project"]["dependencies"]  # what its wheel needs is locked too
+    for dependency in map(Requirement, dependencies):
         name = canonicalize_name(dependency.name)
+        if name in LOCAL_PACKAGES:
+            continue
         assert name in pins, f"{image}: {dependency.name} is not in requirements.lock"
         assert pins[name] in dependency.specifier, f"{image}: {name}=={pins[name]} violates {dependency}"
         for extra in dependency.extras:  # e.g. psycopg[binary] -> psycopg-binary

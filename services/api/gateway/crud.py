@@ -1,8 +1,12 @@
-"""Database reads and writes; routes and services call these, never raw queries."""
+"""Database reads and writes; routes and services call these, never raw queries.
+
+Writes are added and flushed, never committed: the request's unit of work commits once (see `deps`).
+"""
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -36,7 +40,7 @@ def get_user_by_username(session: Session, username: str) -> User | None:
 def create_user(session: Session, user_in: UserCreate) -> User:
     user = User(username=user_in.username, hashed_password=hash_password(user_in.password), role=user_in.role)
     session.add(user)
-    session.commit()
+    session.flush()
     return user
 
 
@@ -45,12 +49,15 @@ def list_users(session: Session) -> list[User]:
 
 
 def count_users(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(User))
+    return _count(session, select(User))
 
 
-def set_active(session: Session, account: User | ApiClient, active: bool) -> User | ApiClient:
+Account = TypeVar("Account", User, ApiClient)
+
+
+def set_active(session: Session, account: Account, active: bool) -> Account:
     account.is_active = active
-    session.commit()
+    session.flush()
     return account
 
 
@@ -67,13 +74,13 @@ def get_client_by_client_id(session: Session, client_id: str) -> ApiClient | Non
 
 def add_client(session: Session, client: ApiClient) -> ApiClient:
     session.add(client)
-    session.commit()
+    session.flush()
     return client
 
 
 def set_client_secret(session: Session, client: ApiClient, hashed_secret: str) -> ApiClient:
     client.hashed_secret = hashed_secret
-    session.commit()
+    session.flush()
     return client
 
 
@@ -86,7 +93,7 @@ def list_clients(session: Session) -> list[ApiClient]:
 
 def add_refresh_token(session: Session, token: RefreshToken) -> RefreshToken:
     session.add(token)
-    session.commit()
+    session.flush()
     return token
 
 
@@ -96,13 +103,13 @@ def get_refresh_token(session: Session, token_hash: str) -> RefreshToken | None:
 
 def mark_refresh_token_used(session: Session, token: RefreshToken) -> bool:
     """Marks an unused token used; False when another request used it first (a replay)."""
-    claimed = session.execute(
+    claimed = session.scalar(
         update(RefreshToken)
         .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
         .values(used_at=utcnow())
+        .returning(RefreshToken.id)
     )
-    session.commit()
-    return claimed.rowcount == 1
+    return claimed is not None
 
 
 def revoke_refresh_family(session: Session, family_id: uuid.UUID) -> None:
@@ -111,13 +118,12 @@ def revoke_refresh_family(session: Session, family_id: uuid.UUID) -> None:
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    session.commit()
 
 
 def revoke_access_token(session: Session, jti: str, expires_at: datetime) -> None:
     session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < utcnow()))
     session.merge(RevokedAccessToken(jti=jti, expires_at=expires_at))
-    session.commit()
+    session.flush()
 
 
 def is_access_token_revoked(session: Session, jti: str) -> bool:
@@ -133,12 +139,11 @@ def get_login_throttle(session: Session, key: str) -> LoginThrottle | None:
 
 def save_login_throttle(session: Session, throttle: LoginThrottle) -> None:
     session.merge(throttle)
-    session.commit()
+    session.flush()
 
 
 def clear_login_throttle(session: Session, key: str) -> None:
     session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
-    session.commit()
 
 
 # audit trail
@@ -153,12 +158,6 @@ class AuditFilter:
 
 
 def add_audit_event(session: Session, event: AuditEvent) -> None:
-    session.add(event)
-    session.commit()
-
-
-def stage_audit_event(session: Session, event: AuditEvent) -> None:
-    """Insert the event uncommitted: it is stored with whatever the session commits next, or not at all."""
     session.add(event)
     session.flush()
 
@@ -181,7 +180,7 @@ def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: 
 
 
 def add_result(session: Session, image: Image, result: Result, submitter: Principal) -> None:
-    """Insert the rows, uncommitted: when this fails, nothing was stored.
+    """Insert the rows.
 
     The submitter's account was loaded into this session when its token was checked: linking it
     here takes no query, where reading the relationship after the insert would.
@@ -194,11 +193,11 @@ def add_result(session: Session, image: Image, result: Result, submitter: Princi
     session.flush()
 
 
-def commit_result(session: Session, result: Result) -> Result:
-    """Commit the inserted rows. Every column was set before the insert, and the submitter was loaded
-    into the session when the token was checked, so the result needs no reload."""
-    session.commit()
-    return result
+def delete_rows(session: Session, result: Result) -> None:
+    """Delete a result and its image row."""
+    session.delete(result)
+    session.delete(result.image)
+    session.flush()
 
 
 def referenced_object_keys(session: Session, keys: list[str]) -> set[str]:
@@ -210,13 +209,7 @@ def get_result_by_idempotency_key(session: Session, scoped_key: str) -> Result |
     return session.scalar(select(Result).where(Result.idempotency_key == scoped_key))
 
 
-def delete_result(session: Session, result: Result) -> None:
-    session.delete(result)
-    session.delete(result.image)
-    session.commit()
-
-
-def _visible_to(query: Select, viewer: Principal) -> Select:
+def _visible_to(query: Select[Any], viewer: Principal) -> Select[Any]:
     """API clients see only what they submitted; people see every result."""
     return query.where(Result.created_by_client_id == viewer.id) if viewer.is_client else query
 
@@ -239,7 +232,7 @@ class ResultFilter:
 RESULT_SORTS = {"created_at": Result.created_at, "label": Result.label, "model_name": Result.model_name}
 
 
-def _filtered(query: Select, where: ResultFilter) -> Select:
+def _filtered(query: Select[Any], where: ResultFilter) -> Select[Any]:
     if where.label:
         query = query.where(Result.label == where.label)
     if where.model:
@@ -257,7 +250,7 @@ def _filtered(query: Select, where: ResultFilter) -> Select:
     return query
 
 
-def _ordered(query: Select, sort: str) -> Select:
+def _ordered(query: Select[Any], sort: str) -> Select[Any]:
     column = RESULT_SORTS[sort.removeprefix("-")]
     direction = (lambda c: c.desc()) if sort.startswith("-") else (lambda c: c.asc())
     return query.order_by(direction(column), direction(Result.created_at), direction(Result.id))
@@ -271,5 +264,5 @@ def list_results(
     return list(session.scalars(page).unique()), _count(session, query)
 
 
-def _count(session: Session, query: Select) -> int:
-    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+def _count(session: Session, query: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0

@@ -1,7 +1,51 @@
 """Engine and session factory; the application makes one of each at start-up."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+
+class UnitOfWork(Session):
+    """A session for one unit of work, and what that work did outside the database.
+
+    `on_commit(action)` runs an action once the rows are committed (e.g. removing a deleted
+    result's object); `on_rollback(action)` runs it when the rows are known not to be stored
+    (e.g. removing an uploaded object again). `commit` flushes first: a flush that fails stored
+    nothing, so the rollback that follows undoes the work; a commit that fails after it may have
+    reached the database before the connection broke, so its outcome is unknown and nothing is
+    undone (`reaper` removes an object no row refers to).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        self._on_commit.append(action)
+
+    def on_rollback(self, action: Callable[[], None]) -> None:
+        self._on_rollback.append(action)
+
+    def commit(self) -> None:
+        self.flush()
+        self._on_rollback.clear()
+        super().commit()
+        done, self._on_commit = self._on_commit, []
+        for action in done:
+            action()
+
+    def rollback(self) -> None:
+        undo, self._on_rollback, self._on_commit = self._on_rollback, [], []
+        try:
+            super().rollback()
+        finally:
+            for action in reversed(undo):
+                action()
 
 
 def make_engine(url: str) -> Engine:
@@ -14,11 +58,11 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine) -> sessionmaker[UnitOfWork]:
+    return sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False)
 
 
-def _sqlite_pragmas(connection, _record) -> None:
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

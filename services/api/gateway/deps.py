@@ -4,15 +4,19 @@ Those that only read app or request state are `async def`: FastAPI runs a plain 
 dependency in its thread pool, a hop per dependency per request that these do not need.
 """
 
-from collections.abc import Iterator
-from typing import Annotated
+from __future__ import annotations
 
-from fastapi import Depends, Request
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, File, Request, UploadFile
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import audit
-from gateway.errors import ProblemError
+from gateway.db import UnitOfWork
+from gateway.exceptions import REFUSALS, DatabaseUnavailable, Forbidden, TooLarge, TooManyRequests, Unauthenticated
 from gateway.identity import authenticate_token
 from gateway.inference_client import InferenceClient
 from gateway.observability import Metrics
@@ -28,14 +32,44 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.session_factory() as session:
-        yield session
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_session(request: Request) -> Iterator[UnitOfWork]:
+    """The request's unit of work: one transaction, committed once when the route has answered.
+
+    The scope "function" ends it before the response is sent, so a commit that fails is the answer
+    (503). A refused request (a 4xx) commits what it recorded of the refusal (`audit.recorded` rolls
+    its work back first); any other failure rolls everything back.
+    """
+    with request.app.state.session_factory() as session:
+        try:
+            yield session
+        except REFUSALS:
+            _commit(session)
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        _commit(session)
+
+
+def _commit(session: UnitOfWork) -> None:
+    if not session.in_transaction():
+        return
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise DatabaseUnavailable from exc
+
+
+SessionDep = Annotated[UnitOfWork, Depends(get_session, scope="function")]
 TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
 
 
 async def get_object_store(request: Request) -> ObjectStore:
@@ -50,6 +84,7 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[ObjectStore, Depends(get_object_store)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 InferenceDep = Annotated[InferenceClient, Depends(get_inference_client)]
@@ -63,23 +98,36 @@ async def get_request_context(request: Request) -> RequestContext:
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 
+def get_upload(
+    file: Annotated[UploadFile, File(description="a JPEG, PNG or DICOM chest X-ray")], settings: SettingsDep
+) -> bytes:
+    """The uploaded file's bytes, at most the upload limit."""
+    data = file.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise TooLarge("file_too_large", f"the file exceeds {settings.max_upload_bytes} bytes")
+    return data
+
+
+UploadDep = Annotated[bytes, Depends(get_upload)]
+
+
 def _route(request: Request) -> str:
     return f"{request.method} {request.url.path}"[:255]
 
 
 def get_authentication(
     request: Request, session: SessionDep, token: TokenDep, settings: SettingsDep, context: RequestContextDep
-) -> tuple[Principal, dict]:
+) -> tuple[Principal, dict[str, Any]]:
     """The caller behind the bearer token; a token presented and refused is audited (no token at all is not)."""
     try:
         return authenticate_token(session, settings, token)
-    except ProblemError as refused:
+    except Unauthenticated as refused:
         if token:
-            audit.record(session, context, "auth.token", "failure", target=_route(request), detail=refused.detail)
+            audit.record(session, context, "auth.token", "failure", target=_route(request), detail=refused.message)
         raise
 
 
-AuthenticationDep = Annotated[tuple[Principal, dict], Depends(get_authentication)]
+AuthenticationDep = Annotated[tuple[Principal, dict[str, Any]], Depends(get_authentication)]
 
 
 async def get_rate_limiter(request: Request) -> RateLimiter:
@@ -94,25 +142,25 @@ def get_current_principal(authentication: AuthenticationDep, limiter: RateLimite
     principal = authentication[0]
     wait = limiter.seconds_to_wait(f"{principal.kind}:{principal.id}")
     if wait:
-        raise ProblemError(429, "rate_limited", f"too many requests; retry in {wait} s", {"Retry-After": str(wait)})
+        raise TooManyRequests("rate_limited", f"too many requests; retry in {wait} s", wait)
     return principal
 
 
-async def get_token_claims(authentication: AuthenticationDep) -> dict:
+async def get_token_claims(authentication: AuthenticationDep) -> dict[str, Any]:
     return authentication[1]
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
-TokenClaims = Annotated[dict, Depends(get_token_claims)]
+TokenClaims = Annotated[dict[str, Any], Depends(get_token_claims)]
 
 
-def require_role(*roles: str):
+def require_role(*roles: str) -> Callable[..., Principal]:
     def check(
         principal: CurrentPrincipal, session: SessionDep, context: RequestContextDep, request: Request
     ) -> Principal:
         if principal.role not in roles:
             audit.record(session, context, "auth.role", "denied", principal, _route(request), detail="forbidden")
-            raise ProblemError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+            raise Forbidden("forbidden", f"this needs the role {' or '.join(roles)}")
         return principal
 
     return check

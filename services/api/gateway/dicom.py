@@ -17,16 +17,13 @@ import hmac
 import io
 from dataclasses import dataclass
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.errors import BytesLengthException
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
 
-from gateway.errors import ProblemError
+from cxr_model.images import ImageError, read_dicom
 
-MEDIA_TYPE = "application/dicom"
 DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile (allow-list)"
-
 KEPT_ATTRIBUTES = (
     "SpecificCharacterSet",
     "ImageType",
@@ -78,16 +75,8 @@ EMPTIED_ATTRIBUTES = (
 )
 REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
-_READ_ERRORS = (
-    InvalidDicomError,
-    BytesLengthException,
-    OSError,
-    ValueError,
-    EOFError,
-    KeyError,
-    TypeError,
-    AttributeError,
-)
+# what pydicom raises for a value it cannot parse (values are parsed lazily, when first read)
+_VALUE_ERRORS = (BytesLengthException, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -100,15 +89,11 @@ class DeidentifiedDicom:
     height: int  # Rows
 
 
-def is_dicom(data: bytes) -> bool:
-    return data[128:132] == b"DICM"  # a 128-byte preamble, then the magic
-
-
 def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
-    """The de-identified file and the metadata the gateway keeps; 422 problems for unusable files."""
-    original = read_image(data)
+    """The de-identified file and the metadata the gateway keeps; an ImageError for an unusable file."""
+    original, transfer_syntax = _read(data)
     if "SOPClassUID" not in original:
-        raise ProblemError(422, "corrupt_image", "the DICOM file has no SOP Class UID")
+        raise ImageError("corrupt_image", "the DICOM file has no SOP Class UID")
     clean = Dataset()
     for keyword in KEPT_ATTRIBUTES:
         if keyword in original:
@@ -121,7 +106,7 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
     clean.SOPInstanceUID = clean.get("SOPInstanceUID") or generate_uid()
     clean.PatientIdentityRemoved = "YES"
     clean.DeidentificationMethod = DEIDENTIFICATION_METHOD
-    clean.file_meta = _file_meta(clean, original.file_meta.TransferSyntaxUID)
+    clean.file_meta = _file_meta(clean, transfer_syntax)
     return DeidentifiedDicom(
         data=_write(clean),
         modality=_text(clean, "Modality"),
@@ -132,23 +117,16 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
     )
 
 
-def read_image(data: bytes) -> Dataset:
-    """The parsed file, which must hold pixel data; 422 problems for what cannot be read."""
-    dataset = _read(data)
-    if "PixelData" not in dataset:
-        raise ProblemError(422, "dicom_without_pixel_data", "the DICOM file holds no image (it has no pixel data)")
-    return dataset
-
-
-def _read(data: bytes) -> Dataset:
+def _read(data: bytes) -> tuple[Dataset, UID]:
+    """The file as the model's decoder reads it (with pixel data and a transfer syntax), with the
+    attributes copied here parsed, and its transfer syntax."""
+    dataset = read_dicom(data)
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        dataset.file_meta.TransferSyntaxUID  # noqa: B018 - a file without one cannot be rewritten
-        for keyword in (*KEPT_ATTRIBUTES, *REPLACED_UIDS):  # values are parsed lazily: parse the used ones here
+        for keyword in (*KEPT_ATTRIBUTES, *REPLACED_UIDS):
             dataset.get(keyword)
-        return dataset
-    except _READ_ERRORS as exc:
-        raise ProblemError(422, "corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
+    except _VALUE_ERRORS as exc:
+        raise ImageError("corrupt_image", f"the DICOM file cannot be read: {exc}") from exc
+    return dataset, dataset.file_meta.TransferSyntaxUID
 
 
 def _replacement_uid(original: str, secret: str) -> str:
@@ -157,7 +135,7 @@ def _replacement_uid(original: str, secret: str) -> str:
     return generate_uid(entropy_srcs=[digest])
 
 
-def _file_meta(dataset: Dataset, transfer_syntax: str) -> FileMetaDataset:
+def _file_meta(dataset: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
@@ -171,7 +149,7 @@ def _write(dataset: Dataset) -> bytes:
     try:
         dataset.save_as(buffer, enforce_file_format=True)
     except ValueError as exc:  # e.g. a private transfer syntax pydicom cannot encode for
-        raise ProblemError(422, "corrupt_image", f"the DICOM file cannot be rewritten: {exc}") from exc
+        raise ImageError("corrupt_image", f"the DICOM file cannot be rewritten: {exc}") from exc
     return buffer.getvalue()
 
 

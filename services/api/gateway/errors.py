@@ -1,17 +1,52 @@
-"""Every error leaves the gateway as application/problem+json with a machine-readable `code`."""
+"""Every error leaves the gateway as application/problem+json with a machine-readable `code`.
 
+This module alone decides the HTTP status and headers of each domain error (`exceptions`) and
+of each image problem (`cxr_model.images.ImageError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.schemas import InvalidRequestProblem
+from cxr_model.images import ImageError
+from gateway.exceptions import (
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    GatewayError,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
+from gateway.schemas import InvalidRequestProblem, Problem
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://cxr.example/problems/"
+
+_STATUS: dict[type[GatewayError], int] = {
+    InvalidInput: 422,
+    TooLarge: 413,
+    NotFound: 404,
+    Conflict: 409,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    TooManyRequests: 429,
+    Unavailable: 503,
+}
+# An image that is empty or of another kind is the request's fault as such; any other image problem
+# (corrupt, too large to decode, a DICOM without pixels) is an image the gateway cannot use: 422.
+_IMAGE_STATUS = {"empty_file": 400, "unsupported_media_type": 415}
 
 
 def problem_type(code: str) -> str:
@@ -19,20 +54,9 @@ def problem_type(code: str) -> str:
     return PROBLEM_TYPE_BASE + code.replace("_", "-")
 
 
-class ProblemError(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
-
-
-class ServiceUnavailable(ProblemError):
-    """A dependency (database, object store, inference) is down; the caller should retry."""
-
-    def __init__(self, code: str, detail: str, retry_after: int = 5):
-        super().__init__(503, code, detail, {"Retry-After": str(retry_after)})
-
-
-def problem_response(status: int, code: str, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+def problem_response(
+    status: int, code: str, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {
         "type": problem_type(code),
         "title": HTTPStatus(status).phrase,
@@ -43,35 +67,52 @@ def problem_response(status: int, code: str, detail: str, headers: dict | None =
     return JSONResponse(body | extra, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def status_of(error: GatewayError) -> int:
+    return next(_STATUS[kind] for kind in type(error).__mro__ if kind in _STATUS)
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of an operation that answers these statuses with a problem."""
+    return {status: {"model": Problem} for status in statuses}
+
+
 def install_error_handlers(app: FastAPI, retry_after: int) -> None:
-    @app.exception_handler(ProblemError)
-    async def problem(_: Request, exc: ProblemError):
-        return problem_response(exc.status, exc.code, exc.detail, exc.headers)
+    def headers_of(error: GatewayError) -> dict[str, str] | None:
+        if isinstance(error, Unauthenticated):
+            return {"WWW-Authenticate": "Bearer"}
+        if isinstance(error, TooManyRequests):
+            return {"Retry-After": str(error.retry_after)}
+        if isinstance(error, Unavailable):
+            return {"Retry-After": str(retry_after)}
+        return None
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        return problem_response(status_of(exc), exc.code, exc.message, headers_of(exc))
+
+    @app.exception_handler(ImageError)
+    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
+        return problem_response(_IMAGE_STATUS.get(exc.code, 422), exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        return problem_response(exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError):
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         return problem_response(422, "invalid_request", detail, errors=errors)
 
     @app.exception_handler(DataError)
-    async def value_refused_by_database(_: Request, exc: DataError):
+    async def value_refused_by_database(_: Request, exc: DataError) -> JSONResponse:
         # e.g. an offset beyond bigint or a NUL character in a filter: the request's fault, not an outage
         return problem_response(422, "invalid_request", "a value is out of what the database accepts")
 
-    @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
-    async def database_down(_: Request, exc: DBAPIError):
-        return problem_response(
-            503, "database_unavailable", "the database is unavailable; retry later", {"Retry-After": str(retry_after)}
-        )
-
-    document_error_answers(app)
+    async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        return await gateway_error(request, DatabaseUnavailable())
 
 
 MALFORMED_BODY = {
@@ -82,16 +123,13 @@ MALFORMED_BODY = {
 
 def document_error_answers(app: FastAPI) -> None:
     """Document the error answers FastAPI leaves out or misdescribes: 422 is a problem, not its
-    HTTPValidationError, and any operation with a body answers 400 when the body cannot be parsed."""
-    generate = app.openapi
+    HTTPValidationError, and any operation with a body answers 400 when the body cannot be parsed.
 
-    def openapi() -> dict:
-        schema = generate()  # FastAPI caches it
-        schema["components"]["schemas"]["HTTPValidationError"] = InvalidRequestProblem.model_json_schema()
-        for path in schema["paths"].values():
-            for operation in path.values():
-                if "requestBody" in operation:
-                    operation["responses"].setdefault("400", MALFORMED_BODY)
-        return schema
-
-    app.openapi = openapi
+    Call it once every route is included: FastAPI caches the schema it generates, amended here in place.
+    """
+    schema = app.openapi()
+    schema["components"]["schemas"]["HTTPValidationError"] = InvalidRequestProblem.model_json_schema()
+    for path in schema["paths"].values():
+        for operation in path.values():
+            if "requestBody" in operation:
+                operation["responses"].setdefault("400", MALFORMED_BODY)

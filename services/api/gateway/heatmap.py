@@ -13,6 +13,9 @@ import io
 import numpy as np
 from PIL import Image
 
+from cxr_model.answer import Region
+from cxr_model.preprocessing import center_square_box
+
 OVERLAY_LONG_SIDE = 512
 PNG = "image/png"
 # (value, red, green, blue): low activations blue, through cyan, green and yellow, to red
@@ -43,7 +46,7 @@ def overlay_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def render_overlay(heatmap: list[list[float]], region: str, width: int, height: int) -> bytes:
+def render_overlay(heatmap: list[list[float]], region: Region, width: int, height: int) -> bytes:
     """The RGBA PNG overlay of a heatmap (rows of values 0..1) over `region` of an image of width x height pixels."""
     size = overlay_size(width, height)
     left, top, right, bottom = _region_box(region, width, height, size)
@@ -56,14 +59,9 @@ def render_overlay(heatmap: list[list[float]], region: str, width: int, height: 
     return buffer.getvalue()
 
 
-def _region_box(region: str, width: int, height: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The region the model saw, in overlay pixels; the same integer crop as the inference service's."""
-    if region == "none":
-        left, top, right, bottom = 0, 0, width, height
-    else:  # center_square
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        right, bottom = left + side, top + side
+def _region_box(region: Region, width: int, height: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The region the model saw, in overlay pixels: the preprocessing's own crop, scaled."""
+    left, top, right, bottom = center_square_box(width, height) if region == "center_square" else (0, 0, width, height)
     x_scale, y_scale = size[0] / width, size[1] / height
     left, right = round(left * x_scale), round(right * x_scale)
     top, bottom = round(top * y_scale), round(bottom * y_scale)

@@ -1,7 +1,9 @@
 """Sign-in flows: passwords (with refresh tokens), client credentials, refresh rotation, logout.
 
 Every outcome is written to the audit trail. Failed attempts are throttled per account name
-and address, and an unknown account costs the same Argon2 verification as a known one.
+and address, and an unknown account costs the same Argon2 verification as a known one. What a
+refused sign-in writes (its audit event, the failure count, a revoked token family) is kept:
+the request's unit of work commits a refusal's records (see `deps.get_session`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic
 
 from sqlalchemy.orm import Session
 
 from gateway import audit, crud
-from gateway.errors import ProblemError
+from gateway.crud import Account
+from gateway.exceptions import TooManyRequests, Unauthenticated
 from gateway.models import ApiClient, LoginThrottle, RefreshToken, User, as_utc, utcnow
 from gateway.principals import Principal, RequestContext
 from gateway.security import (
@@ -41,10 +44,6 @@ class IssuedTokens:
     refresh_expires_in: int | None = None
 
 
-def unauthorized(code: str, detail: str) -> ProblemError:
-    return ProblemError(401, code, detail, {"WWW-Authenticate": "Bearer"})
-
-
 # throttling
 
 
@@ -65,9 +64,6 @@ def _count_failure(session: Session, key: str, settings: Settings) -> None:
     if throttle.failures >= settings.login_max_failures:
         throttle.failures, throttle.locked_until = 0, utcnow() + timedelta(seconds=settings.login_lockout_seconds)
     crud.save_login_throttle(session, throttle)
-
-
-Account = TypeVar("Account", User, ApiClient)
 
 
 @dataclass(frozen=True)
@@ -103,13 +99,13 @@ def _authenticate(
     key = _throttle_key(check.action, name, context.ip)
     if wait := _seconds_locked(session, key):
         audit.record(session, context, check.action, "denied", actor_name=name, detail="too many failures")
-        detail = f"too many failed sign-ins; retry in {wait} s"
-        raise ProblemError(429, "too_many_failed_logins", detail, {"Retry-After": str(wait)})
+        raise TooManyRequests("too_many_failed_logins", f"too many failed sign-ins; retry in {wait} s", wait)
     account = check.find(session, name)
-    if not verify_password(secret, account.credential_hash if account else None) or not account.is_active:
+    verified = verify_password(secret, account.credential_hash if account else None)
+    if account is None or not verified or not account.is_active:
         _count_failure(session, key, settings)
         audit.record(session, context, check.action, "failure", actor_name=name, detail="wrong credentials or disabled")
-        raise unauthorized(check.wrong_code, check.wrong_detail)
+        raise Unauthenticated(check.wrong_code, check.wrong_detail)
     crud.clear_login_throttle(session, key)
     audit.record(session, context, check.action, "success", Principal.of(account))
     return account
@@ -171,29 +167,29 @@ def rotate_client_secret(session: Session, client: ApiClient) -> str:
 def refresh(session: Session, settings: Settings, context: RequestContext, refresh_token: str) -> IssuedTokens:
     """A new access and refresh token for an unused one; presenting a used one revokes its whole family."""
     stored = crud.get_refresh_token(session, fingerprint(refresh_token))
-    if stored is None:
+    user = crud.get_user(session, stored.user_id) if stored else None
+    if stored is None or user is None:
         audit.record(session, context, "auth.refresh", "failure", detail="unknown refresh token")
-        raise unauthorized("invalid_refresh_token", "the refresh token is not valid")
-    user = crud.get_user(session, stored.user_id)
+        raise Unauthenticated("invalid_refresh_token", "the refresh token is not valid")
     actor = Principal.of(user)
     if stored.revoked_at or stored.used_at or not crud.mark_refresh_token_used(session, stored):
         crud.revoke_refresh_family(session, stored.family_id)
         audit.record(
             session, context, "auth.refresh", "denied", actor, detail="refresh token reused or revoked; family revoked"
         )
-        raise unauthorized("refresh_token_reused", "the refresh token was already used or revoked; sign in again")
+        raise Unauthenticated("refresh_token_reused", "the refresh token was already used or revoked; sign in again")
     if as_utc(stored.expires_at) <= utcnow() or not user.is_active:
         audit.record(session, context, "auth.refresh", "failure", actor, detail="expired or account disabled")
-        raise unauthorized("invalid_refresh_token", "the refresh token has expired or the account is disabled")
+        raise Unauthenticated("invalid_refresh_token", "the refresh token has expired or the account is disabled")
     audit.record(session, context, "auth.refresh", "success", actor)
     return _issue_for_user(session, user, settings, stored.family_id)
 
 
 def logout(
-    session: Session, context: RequestContext, principal: Principal, claims: dict, refresh_token: str | None
+    session: Session, context: RequestContext, principal: Principal, claims: dict[str, Any], refresh_token: str | None
 ) -> None:
     """Revokes the presented access token until it expires, and the refresh token's family if given."""
-    crud.revoke_access_token(session, claims["jti"], datetime.fromtimestamp(claims["exp"], timezone.utc))
+    crud.revoke_access_token(session, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC))
     stored = crud.get_refresh_token(session, fingerprint(refresh_token)) if refresh_token else None
     if stored and stored.user_id == principal.id:
         crud.revoke_refresh_family(session, stored.family_id)
@@ -203,18 +199,18 @@ def logout(
 # access tokens
 
 
-def authenticate_token(session: Session, settings: Settings, token: str | None) -> tuple[Principal, dict]:
+def authenticate_token(session: Session, settings: Settings, token: str | None) -> tuple[Principal, dict[str, Any]]:
     """The active principal behind a valid, unrevoked access token, and the token's claims."""
     if not token:
-        raise unauthorized("not_authenticated", "a bearer token is required")
+        raise Unauthenticated("not_authenticated", "a bearer token is required")
     try:
         claims = decode_access_token(token, settings)
         subject = uuid.UUID(claims["sub"])
     except (InvalidToken, ValueError) as exc:
-        raise unauthorized("not_authenticated", f"the token is not valid: {exc}") from exc
+        raise Unauthenticated("not_authenticated", f"the token is not valid: {exc}") from exc
     if crud.is_access_token_revoked(session, claims["jti"]):
-        raise unauthorized("not_authenticated", "the token has been revoked")
+        raise Unauthenticated("not_authenticated", "the token has been revoked")
     account = crud.get_client(session, subject) if claims.get("kind") == "client" else crud.get_user(session, subject)
     if account is None or not account.is_active:
-        raise unauthorized("not_authenticated", "the account does not exist or is disabled")
+        raise Unauthenticated("not_authenticated", "the account does not exist or is disabled")
     return Principal.of(account), claims

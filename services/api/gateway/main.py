@@ -2,21 +2,22 @@
 
 import gc
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
-from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.db import make_engine, make_session_factory
-from gateway.errors import install_error_handlers, problem_response
+from gateway.errors import document_error_answers, install_error_handlers, problem_response
 from gateway.inference_client import InferenceClient
 from gateway.observability import REQUEST_ID_HEADER, Metrics, RequestObservation, configure_logging
 from gateway.ratelimit import make_rate_limiter
 from gateway.routes import audit, auth, classify, clients, health, metrics, preview, results, users
-from gateway.settings import Settings, get_settings
+from gateway.settings import Settings, settings_from_environment
 from gateway.storage import StorageUnavailable, make_object_store
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ class BodySizeLimit:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or settings_from_environment()
     configure_logging(settings.log_format)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.object_store = make_object_store(settings)
         try:
             app.state.object_store.ensure_bucket()
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (auth, classify, preview, results, users, clients, audit, health, metrics):
         app.include_router(module.router)
+    document_error_answers(app)
     return app

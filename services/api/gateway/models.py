@@ -1,19 +1,24 @@
 """SQLAlchemy 2 typed models. The schema itself is owned by the Alembic migrations."""
 
-import uuid
-from datetime import datetime, timezone
+from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from cxr_model.answer import Classification
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:
     """A stored time with its zone (SQLite returns them without)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 class Base(DeclarativeBase):
@@ -121,13 +126,24 @@ class Image(Base):
     # pixels as displayed (EXIF orientation applied); what the explanation overlay is drawn to
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
-    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
-    uploaded_by_client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ClassificationJSON(TypeDecorator[Classification]):
+    """The model's whole answer, stored as the JSON the inference service sent."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Classification | None, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else value.model_dump(mode="json", by_alias=True)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Classification | None:
+        return None if value is None else Classification.model_validate(value)
+
+
 class Result(Base):
-    """One classification of one image by one model version."""
+    """One classification of one image by one model version: the model's answer, and who asked for it."""
 
     __tablename__ = "results"
     __table_args__ = (
@@ -139,21 +155,12 @@ class Result(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("images.id"), index=True)
+    classification: Mapped[Classification] = mapped_column(ClassificationJSON)
+    # copied from the answer (see `_copy_filter_columns`): what results are filtered, sorted and indexed by
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(64))
-    probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
-    threshold: Mapped[float | None] = mapped_column(Float)
-    # from models that have them (all None otherwise): probability calibration, OOD guard, explanation
-    calibration_temperature: Mapped[float | None] = mapped_column(Float)
-    ood: Mapped[bool | None] = mapped_column(Boolean)
-    ood_score: Mapped[float | None] = mapped_column(Float)
-    explanation_method: Mapped[str | None] = mapped_column(String(32))
-    explanation_class: Mapped[str | None] = mapped_column(String(64))
-    # the class-activation heatmap (rows of values 0..1) over `explanation_region` of the image; the
-    # PNG overlay is drawn from it when asked for, so a result has exactly one stored object, its image
-    explanation_region: Mapped[str | None] = mapped_column(String(32))
-    explanation_heatmap: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    ood: Mapped[bool | None] = mapped_column(Boolean)  # None: the model has no out-of-distribution guard
     # the caller's own references (never patient identifiers), stored as given
     accession_number: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(128))
@@ -169,6 +176,16 @@ class Result(Base):
     created_by: Mapped[User | None] = relationship(lazy="joined")
     created_by_client: Mapped[ApiClient | None] = relationship(lazy="joined")
 
+    @validates("classification")
+    def _copy_filter_columns(self, _key: str, answer: Classification) -> Classification:
+        """The columns copied from the answer are set with it, so that they cannot disagree."""
+        self.model_name, self.model_version, self.label = answer.model_name, answer.model_version, answer.label
+        self.ood = answer.ood.flagged if answer.ood else None
+        return answer
+
     @property
     def submitter_name(self) -> str:
-        return self.created_by.username if self.created_by else self.created_by_client.name
+        submitter = self.created_by or self.created_by_client
+        if submitter is None:
+            raise ValueError(f"result {self.id} has no submitter")
+        return submitter.username if isinstance(submitter, User) else submitter.name

@@ -38,6 +38,7 @@ def ensure_first_admin(settings: PrestartSettings) -> str | None:
             password = settings.first_admin_password or secrets.token_urlsafe(18)
             user = UserCreate(username=settings.first_admin_username, password=password, role="admin")
             crud.create_user(session, user)
+            session.commit()
             return None if settings.first_admin_password else password
     finally:
         engine.dispose()

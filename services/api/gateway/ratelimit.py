@@ -59,8 +59,11 @@ class RedisRateLimiter:
     def seconds_to_wait(self, key: str) -> int:
         window, left = _window()
         counter = f"cxr:ratelimit:{key}:{window}"
+        pipeline = self.redis.pipeline()
+        pipeline.incr(counter)
+        pipeline.expire(counter, WINDOW_SECONDS * 2)
         try:
-            count, _ = self.redis.pipeline().incr(counter).expire(counter, WINDOW_SECONDS * 2).execute()
+            count, _ = pipeline.execute()
         except redis.RedisError as exc:
             log.warning("rate limiting skipped, Redis unavailable: %s", exc)
             return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from sqlalchemy.orm import Session
@@ -38,7 +38,7 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def reap_orphans(session: Session, store: ObjectStore, older_than: timedelta) -> list[str]:
     """Delete the objects under `images/` older than `older_than` that no row refers to; returns their keys."""
-    cutoff = datetime.now(timezone.utc) - older_than
+    cutoff = datetime.now(UTC) - older_than
     candidates = (stored.key for stored in store.list_objects(IMAGE_PREFIX) if stored.last_modified < cutoff)
     removed = []
     for keys in _batches(candidates, _BATCH):

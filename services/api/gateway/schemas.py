@@ -1,12 +1,15 @@
 """Pydantic schemas: what the API accepts and returns (separate from the table models)."""
 
+from __future__ import annotations
+
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from gateway.models import as_utc
+from cxr_model.answer import Classification, Heatmap
+from gateway.models import Result, as_utc
 
 Role = Literal["admin", "clinician"]
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
@@ -111,44 +114,55 @@ class ImageOut(BaseModel):
     view_position: str | None = None
 
 
-class CalibrationOut(BaseModel):
-    """How the model's probabilities were calibrated (temperature scaling fitted on validation data)."""
-
-    method: Literal["temperature"] = "temperature"
-    temperature: float
-
-
 class ExplanationOut(BaseModel):
-    """Where the model looked: a class-activation heatmap, served as a PNG overlay of the whole image."""
+    """Where the model looked: its class-activation heatmap, served as a PNG overlay of the whole image."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     method: str
     class_: str = Field(alias="class", description="the class whose activation the heatmap shows")
     heatmap_url: str
 
 
-class ResultOut(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
+class ResultOut(Classification):
+    """A stored result: the model's answer as it gave it, and the gateway's own fields.
+
+    `explanation` is answered as a link to its overlay (`ExplanationOut`), not as the heatmap's grid.
+    """
 
     id: uuid.UUID
     created_at: datetime
     created_by: str
-    label: str
-    probabilities: dict[str, float]
-    threshold: float | None
-    model_name: str
-    model_version: str
     image: ImageOut
     accession_number: str | None = None
     external_id: str | None = None
-    # null for models without an out-of-distribution guard, calibration or explanation
-    ood: bool | None = Field(None, description="true when the image looks unlike the model's training images")
-    ood_score: float | None = None
-    calibration: CalibrationOut | None = None
-    explanation: ExplanationOut | None = None
 
     _utc = field_validator("created_at")(as_utc)
+
+    @field_serializer("explanation")
+    def _explanation_link(self, explanation: Heatmap | None) -> ExplanationOut | None:
+        if explanation is None:
+            return None
+        return ExplanationOut(
+            method=explanation.method, class_=explanation.class_, heatmap_url=f"/results/{self.id}/heatmap"
+        )
+
+    @classmethod
+    def of(cls, result: Result, **extra: Any) -> Self:
+        image = result.image
+        return cls(
+            **dict(result.classification),
+            id=result.id,
+            created_at=result.created_at,
+            created_by=result.submitter_name,
+            image=ImageOut(
+                url=f"/results/{result.id}/image",
+                **{name: getattr(image, name) for name in ImageOut.model_fields if name != "url"},
+            ),
+            accession_number=result.accession_number,
+            external_id=result.external_id,
+            **extra,
+        )
 
 
 class Timings(BaseModel):

@@ -3,7 +3,7 @@
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -43,7 +43,7 @@ def fingerprint(token: str) -> str:
 
 def create_access_token(subject: str, role: str, kind: str, settings: Settings) -> tuple[str, int]:
     """A signed token for a user or an API client (`kind`); returns it and its lifetime in seconds."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_minutes)
     claims = {
         "sub": subject,

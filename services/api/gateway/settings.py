@@ -41,9 +41,9 @@ class StorageSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _storage_keys_outside_development(self) -> "StorageSettings":
-        if self.environment != "development" and self.storage_backend == "s3":
-            if not (self.s3_access_key_id and self.s3_secret_access_key):
-                raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set outside development")
+        keys = self.s3_access_key_id and self.s3_secret_access_key
+        if self.environment != "development" and self.storage_backend == "s3" and not keys:
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set outside development")
         return self
 
 
@@ -81,7 +81,7 @@ class Settings(DatabaseSettings, StorageSettings):
 
     @field_validator("cors_origins", mode="before")
     @classmethod
-    def _comma_separated(cls, value):
+    def _comma_separated(cls, value: object) -> object:
         return [origin.strip() for origin in value.split(",") if origin.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
@@ -101,6 +101,6 @@ class Settings(DatabaseSettings, StorageSettings):
 
 
 @lru_cache
-def get_settings() -> Settings:
+def settings_from_environment() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()

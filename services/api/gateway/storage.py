@@ -5,11 +5,13 @@ Both backends have the same interface, so the rest of the gateway does not know 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -17,11 +19,18 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gateway.exceptions import Unavailable
 from gateway.settings import StorageSettings
 
+log = logging.getLogger(__name__)
 
-class StorageUnavailable(Exception):
-    pass
+
+class StorageUnavailable(Unavailable):
+    """The object store cannot be reached or failed; `reason` says how (it is logged, never answered)."""
+
+    def __init__(self, reason: str):
+        super().__init__("storage_unavailable", "the object store is unavailable; retry later")
+        self.reason = reason
 
 
 class ObjectNotFound(Exception):
@@ -97,14 +106,12 @@ class S3ObjectStore:
             self.client.head_bucket(Bucket=self.bucket)
 
 
-class _unavailable_on_error:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, (BotoCoreError, ClientError)):
-            raise StorageUnavailable(str(exc)) from exc
-        return False
+@contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageUnavailable(str(exc)) from exc
 
 
 class LocalObjectStore:
@@ -143,7 +150,7 @@ class LocalObjectStore:
         for path in sorted(self.root.rglob("*")):
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and key.startswith(prefix):
-                yield StoredObject(key, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))
+                yield StoredObject(key, datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -152,3 +159,11 @@ class LocalObjectStore:
 
 def make_object_store(settings: StorageSettings) -> ObjectStore:
     return S3ObjectStore(settings) if settings.storage_backend == "s3" else LocalObjectStore(settings)
+
+
+def remove_or_log(store: ObjectStore, key: str) -> None:
+    """Remove an object; one the store refuses to remove is logged, and the orphan reaper removes it later."""
+    try:
+        store.delete(key)
+    except StorageUnavailable as exc:
+        log.error("could not remove object %s (%s); the orphan reaper will", key, exc.reason)

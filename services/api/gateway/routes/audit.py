@@ -5,9 +5,10 @@ from fastapi import APIRouter, Query
 
 from gateway import crud
 from gateway.deps import AdminDep, SessionDep
-from gateway.schemas import AuditPage, Problem
+from gateway.errors import problems
+from gateway.schemas import AuditEventOut, AuditPage
 
-router = APIRouter(prefix="/audit", tags=["audit"], responses={401: {"model": Problem}, 403: {"model": Problem}})
+router = APIRouter(prefix="/audit", tags=["audit"], responses=problems(401, 403))
 
 
 @router.get("", response_model=AuditPage)
@@ -20,8 +21,10 @@ def list_audit_events(
     until: Annotated[datetime | None, Query(description="up to this moment (exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-):
+) -> AuditPage:
     """The audit trail, newest first."""
     where = crud.AuditFilter(actor=actor, action=action, since=since, until=until)
     events, total = crud.list_audit_events(session, where, limit, offset)
-    return AuditPage(items=events, total=total, limit=limit, offset=offset)
+    return AuditPage(
+        items=[AuditEventOut.model_validate(event) for event in events], total=total, limit=limit, offset=offset
+    )

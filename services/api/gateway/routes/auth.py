@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 
 from gateway import identity
 from gateway.deps import CurrentPrincipal, RequestContextDep, SessionDep, SettingsDep, TokenClaims
-from gateway.errors import ProblemError
+from gateway.errors import problems
+from gateway.exceptions import InvalidInput
 from gateway.identity import IssuedTokens
 from gateway.principals import Principal
-from gateway.schemas import PrincipalOut, Problem, Token
+from gateway.schemas import PrincipalOut, Token
 
 router = APIRouter(tags=["auth"])
 
@@ -60,11 +61,11 @@ def _token(issued: IssuedTokens) -> Token:
     )
 
 
-def _missing(fields: str) -> ProblemError:
-    return ProblemError(422, "invalid_request", f"{fields} are required for this grant type")
+def _missing(fields: str) -> InvalidInput:
+    return InvalidInput("invalid_request", f"{fields} are required for this grant type")
 
 
-_AUTH_ERRORS = {401: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem}}
+_AUTH_ERRORS = problems(401, 422, 429)
 
 
 @router.post("/auth/token", response_model=Token, response_model_exclude_none=True, responses=_AUTH_ERRORS)
@@ -73,7 +74,7 @@ def issue_token(
     settings: SettingsDep,
     context: RequestContextDep,
     form: Annotated[TokenRequest, Depends(token_request)],
-):
+) -> Token:
     """OAuth2 token endpoint: the password grant (with a refresh token) or client credentials (API clients)."""
     if form.grant_type == "client_credentials":
         if not (form.client_id and form.client_secret):
@@ -89,25 +90,25 @@ def issue_token(
 @router.post("/auth/refresh", response_model=Token, response_model_exclude_none=True, responses=_AUTH_ERRORS)
 def refresh_token(
     session: SessionDep, settings: SettingsDep, context: RequestContextDep, refresh_token: Annotated[str, Form()]
-):
+) -> Token:
     """Trade a refresh token for new tokens; each refresh token works once."""
     return _token(identity.refresh(session, settings, context, refresh_token))
 
 
-@router.post("/auth/logout", status_code=204, response_class=Response, responses={401: {"model": Problem}})
+@router.post("/auth/logout", status_code=204, response_class=Response, responses=problems(401))
 def logout(
     session: SessionDep,
     context: RequestContextDep,
     principal: CurrentPrincipal,
     claims: TokenClaims,
     refresh_token: Annotated[str | None, Form()] = None,
-):
+) -> None:
     """Revoke this access token (until it expires) and, when given, the refresh token's session."""
     identity.logout(session, context, principal, claims, refresh_token)
 
 
-@router.get("/me", response_model=PrincipalOut, responses={401: {"model": Problem}})
-def me(principal: CurrentPrincipal):
+@router.get("/me", response_model=PrincipalOut, responses=problems(401))
+def me(principal: CurrentPrincipal) -> PrincipalOut:
     return principal_out(principal)
 
 

@@ -3,18 +3,20 @@ import uuid
 from fastapi import APIRouter
 
 from gateway import audit, crud, identity
+from gateway.db import UnitOfWork
 from gateway.deps import AdminDep, RequestContextDep, SessionDep
-from gateway.errors import ProblemError
+from gateway.errors import problems
+from gateway.exceptions import NotFound
 from gateway.models import ApiClient
-from gateway.schemas import ClientCreate, ClientOut, ClientWithSecret, Problem
+from gateway.schemas import ClientCreate, ClientOut, ClientWithSecret
 
-router = APIRouter(prefix="/clients", tags=["clients"], responses={401: {"model": Problem}, 403: {"model": Problem}})
+router = APIRouter(prefix="/clients", tags=["clients"], responses=problems(401, 403))
 
 
-def _get_client_or_404(session, client_uuid: uuid.UUID) -> ApiClient:
+def _get_client_or_404(session: UnitOfWork, client_uuid: uuid.UUID) -> ApiClient:
     client = crud.get_client(session, client_uuid)
     if client is None:
-        raise ProblemError(404, "client_not_found", f"there is no API client {client_uuid}")
+        raise NotFound("client_not_found", f"there is no API client {client_uuid}")
     return client
 
 
@@ -23,12 +25,14 @@ def _with_secret(client: ApiClient, secret: str) -> ClientWithSecret:
 
 
 @router.get("", response_model=list[ClientOut])
-def list_clients(session: SessionDep, _: AdminDep):
+def list_clients(session: SessionDep, _: AdminDep) -> list[ApiClient]:
     return crud.list_clients(session)
 
 
 @router.post("", response_model=ClientWithSecret, status_code=201)
-def create_client(session: SessionDep, admin: AdminDep, context: RequestContextDep, client_in: ClientCreate):
+def create_client(
+    session: SessionDep, admin: AdminDep, context: RequestContextDep, client_in: ClientCreate
+) -> ClientWithSecret:
     """Register a hospital system; the response holds its secret, which is not shown again."""
     with audit.recorded(session, context, "client.create", admin) as event:
         client, secret = identity.create_client(session, client_in.name)
@@ -36,15 +40,19 @@ def create_client(session: SessionDep, admin: AdminDep, context: RequestContextD
     return _with_secret(client, secret)
 
 
-@router.post("/{client_uuid}/disable", response_model=ClientOut, responses={404: {"model": Problem}})
-def disable_client(session: SessionDep, admin: AdminDep, context: RequestContextDep, client_uuid: uuid.UUID):
+@router.post("/{client_uuid}/disable", response_model=ClientOut, responses=problems(404))
+def disable_client(
+    session: SessionDep, admin: AdminDep, context: RequestContextDep, client_uuid: uuid.UUID
+) -> ApiClient:
     """Disable a client; its tokens stop working at once."""
     with audit.recorded(session, context, "client.disable", admin, f"client:{client_uuid}"):
         return crud.set_active(session, _get_client_or_404(session, client_uuid), False)
 
 
-@router.post("/{client_uuid}/secret", response_model=ClientWithSecret, responses={404: {"model": Problem}})
-def rotate_client_secret(session: SessionDep, admin: AdminDep, context: RequestContextDep, client_uuid: uuid.UUID):
+@router.post("/{client_uuid}/secret", response_model=ClientWithSecret, responses=problems(404))
+def rotate_client_secret(
+    session: SessionDep, admin: AdminDep, context: RequestContextDep, client_uuid: uuid.UUID
+) -> ClientWithSecret:
     """Replace a client's secret; the old one stops working and the new one is shown this once."""
     with audit.recorded(session, context, "client.rotate_secret", admin, f"client:{client_uuid}"):
         client = _get_client_or_404(session, client_uuid)

@@ -1,37 +1,39 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.deps import InferenceDep, SessionDep, StoreDep
-from gateway.storage import StorageUnavailable
+from gateway.deps import EngineDep, InferenceDep, StoreDep
+from gateway.storage import ObjectStore, StorageUnavailable
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live")
 @router.get("/healthz")
-def live():
+def live() -> dict[str, bool]:
     return {"live": True}
 
 
 @router.get("/health/ready")
 @router.get("/readyz")
-def ready(session: SessionDep, store: StoreDep, inference: InferenceDep):
+def ready(engine: EngineDep, store: StoreDep, inference: InferenceDep) -> JSONResponse:
     """Ready when the database, the object store and the inference service all answer."""
-    checks = {"database": _database_ok(session), "storage": _storage_ok(store), "inference": inference.ready()}
+    checks = {"database": _database_ok(engine), "storage": _storage_ok(store), "inference": inference.ready()}
     ok = all(checks.values())
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
-def _database_ok(session) -> bool:
+def _database_ok(engine: Engine) -> bool:
     try:
-        session.execute(text("SELECT 1"))
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
         return True
-    except Exception:
+    except SQLAlchemyError:
         return False
 
 
-def _storage_ok(store) -> bool:
+def _storage_ok(store: ObjectStore) -> bool:
     try:
         store.check()
         return True

@@ -5,6 +5,8 @@ Revises: 0003
 Create Date: 2026-11-21
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,7 +15,7 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-_RESULT_COLUMNS = [
+_RESULT_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("calibration_temperature", sa.Float()),
     ("ood", sa.Boolean()),
     ("ood_score", sa.Float()),
