@@ -15,6 +15,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || exit 1
 fi
+# promtool checks the monitoring pack's rules (tests/deploy/test_monitoring.py); it comes with Debian's
+# prometheus package, whose recommended exporters are not needed.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "installing prometheus (for promtool) from Debian"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1
+fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     echo "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || exit 1
