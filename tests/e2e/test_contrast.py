@@ -185,7 +185,7 @@ def test_the_sign_in_page_has_sufficient_contrast(page, gateway):
 
     # The app's own muted text, one shade lighter than #767676, is caught.
     page.evaluate("() => document.documentElement.style.setProperty('--ink-muted', '#777777')")
-    with pytest.raises(AssertionError, match=r"p\.muted 'Pneumonia decision support.*#777777 on #ffffff = 4\.48:1"):
+    with pytest.raises(AssertionError, match=r"p\.muted 'Decision support for chest images.*#777777 on #ffffff = 4\.48:1"):
         check_contrast(page, "sign-in with lighter muted text")
 
 

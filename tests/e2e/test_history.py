@@ -71,7 +71,7 @@ def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client
 
 def test_filter_the_history_to_unusual_images(page, gateway, admin_client, both_labels_classified):
     unusual = admin_client.post("/classify", files={"file": ("blank.png", blank_png())}).json()
-    assert unusual["ood"] is True
+    assert unusual["ood"]["flagged"] is True
     sign_in_as_admin(page, gateway)
     go_to(page, "History")
     history = page.locator("#history")
