@@ -2,17 +2,18 @@
 
 import numpy as np
 import pytest
-from inference.card import ModelCard
+
+from cxr_model.card import ModelCard
 from trainer.config import ARCHITECTURES, TrainConfig
 from trainer.export import onnx_probabilities, to_onnx
 from trainer.model import AffineSampler, build_model
-from trainer.train import run
+from trainer.pipeline import train
 
 
 @pytest.mark.parametrize("architecture", [name for name in ARCHITECTURES if name != "resnet101v2"])
 def test_architecture_trains_evaluates_and_exports(architecture, quick_config):
     config = quick_config(architecture=architecture)
-    card = run(config)
+    card = train(config)
     assert card.labels == ["normal", "pneumonia"] and card.decision.positive_class == "pneumonia"
     assert card.training["architecture"] == architecture
     assert card.metrics["onnx_parity"]["label_agreement"] == 1.0
@@ -24,7 +25,7 @@ def test_architecture_trains_evaluates_and_exports(architecture, quick_config):
 
 def test_resnet101v2_two_phases_at_32px(quick_config):
     config = quick_config(architecture="resnet101v2", image_size=32, channels=3, fine_tune_epochs=1)
-    card = run(config)
+    card = train(config)
     assert card.inputs[0].shape == [-1, 32, 32, 3]
     assert card.training["epochs_run"] == 2  # one frozen-backbone epoch, one fine-tuning epoch
     assert card.metrics["onnx_parity"]["label_agreement"] == 1.0
@@ -54,7 +55,7 @@ def test_spatial_transformer_exports_a_non_identity_transform():
 
 
 def test_oversampling_replaces_class_weights_in_a_run(quick_config):
-    card = run(quick_config(oversample=True, shear=0.1, flip="horizontal", brightness=0.1))
+    card = train(quick_config(oversample=True, shear=0.1, flip="horizontal", brightness=0.1))
     assert card.training["imbalance"] == "oversampled with augmentation"
     assert card.training["class_weight"] is None
     assert card.training["config"]["oversample"] is True

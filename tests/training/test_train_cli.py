@@ -3,13 +3,14 @@
 import json
 
 import pytest
-from inference.card import ModelCard
+
+from cxr_model.card import ModelCard
 from trainer.cli import main
 
 
 def quick_train_argv(samples_dir, tmp_path, *extra: str) -> list[str]:
     return [
-        "train", "--data-format", "folder", "--data-dir", str(samples_dir),
+        "train", "--dataset", "image-folder", "--data-dir", str(samples_dir),
         "--output-dir", str(tmp_path / "model" / "1"), "--runs-dir", str(tmp_path / "runs"),
         "--epochs", "1", "--filters", "4", "--batch-size", "16", "--verbose", "0", *extra,
     ]  # fmt: skip
@@ -45,13 +46,19 @@ def test_export_re_exports_a_run(trained, tmp_path):
 def test_evaluate_an_exported_model_folder(trained, samples_dir, tmp_path):
     _, model_dir = trained
     argv = ["evaluate", "--model-dir", str(model_dir), "--report-dir", str(tmp_path / "report"),
-            "--data-format", "folder", "--data-dir", str(samples_dir)]  # fmt: skip
+            "--dataset", "image-folder", "--data-dir", str(samples_dir)]  # fmt: skip
     assert main(argv) == 0
     card = ModelCard.read(model_dir)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["threshold"] == card.decision.threshold
+    assert report["decision"] == card.decision.model_dump()
     assert report["test"]["metrics"]["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-6)
-    assert report["test"]["metrics"]["ece"] == pytest.approx(card.metrics["calibration"]["test_ece"], abs=1e-6)
+    assert report["test"]["ece"] == pytest.approx(card.metrics["calibration"]["test_ece"], abs=1e-6)
+    assert report["ood"]["threshold"] == card.ood.threshold
+
+
+CLASSES_WITH_COVID = json.dumps(
+    {label: {"name": label, "finding": f"{label} seen"} for label in ("normal", "pneumonia", "covid")}
+)
 
 
 def write_csv(path, rows):
@@ -64,7 +71,10 @@ def write_csv(path, rows):
     [
         (["--architecture", "resnet50"], "unknown architecture 'resnet50'"),
         (["--data-dir", "/nonexistent/images"], "image folder not found: /nonexistent/images"),
-        (["--classes", "normal,pneumonia,covid"], "no examples of class covid"),
+        (["--classes", CLASSES_WITH_COVID], "no examples of class covid"),
+        (["--classes", '{"normal": {"name": "Normal"}}'], "--classes is not label -> {name, finding}: normal.finding"),
+        (["--classes", "/nonexistent/classes.json"], "neither a JSON object nor a file: /nonexistent/classes.json"),
+        (["--label-source", "filename"], "label_source filename needs --classes"),
     ],
 )
 def test_bad_input_stops_with_one_line_before_training(samples_dir, tmp_path, capsys, extra, message):
@@ -77,16 +87,15 @@ def test_bad_input_stops_with_one_line_before_training(samples_dir, tmp_path, ca
 def test_a_label_file_not_matching_the_images_stops_the_run(samples_dir, tmp_path, capsys):
     normal = sorted((samples_dir / "normal").iterdir())[0].name
     labels = write_csv(tmp_path / "labels.csv", [(f"normal/{normal}", "normal"), ("normal/absent.jpg", "normal")])
-    assert main(quick_train_argv(samples_dir, tmp_path, "--data-format", "csv", "--labels-csv", str(labels))) == 1
+    assert main(quick_train_argv(samples_dir, tmp_path, "--dataset", "image-csv", "--labels-csv", str(labels))) == 1
     assert "files not found" in capsys.readouterr().err and "normal/absent.jpg" in labels.read_text()
 
 
-def test_subcommands_and_the_old_entry_point_show_their_help(capsys):
-    from trainer.train import main as train_main
-
-    for entry, argv in ((main, ["--help"]), (main, ["evaluate", "--help"]), (train_main, ["--help"])):
+def test_the_command_and_its_subcommands_show_their_help(capsys):
+    for argv in (["--help"], ["evaluate", "--help"], ["train", "--help"]):
         with pytest.raises(SystemExit) as stopped:
-            entry(argv)
+            main(argv)
         assert stopped.value.code == 0
     shown = capsys.readouterr().out
     assert "{train,evaluate,export}" in shown and "--model-dir" in shown and "--architecture" in shown
+    assert "--classes" in shown and "--dataset" in shown

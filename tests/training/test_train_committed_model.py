@@ -3,11 +3,12 @@
 import numpy as np
 import onnxruntime
 import pytest
-from inference.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
-from inference.preprocessing import preprocess_bytes
-from inference.trust import calibrate
-from trainer.data import load_splits, preprocessing_spec
-from trainer.evaluate import binary_metrics, expected_calibration_error
+
+from cxr_model.answer import calibrated
+from cxr_model.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
+from cxr_model.preprocessing import preprocess_bytes
+from trainer.data import NpzDataSet, load_splits, preprocessing_spec
+from trainer.metrics import binary_metrics, evaluate_split, expected_calibration_error
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,14 @@ def test_card_describes_the_contract(card, committed_model_dir):
     assert card.created_at.endswith("Z")
 
 
+def test_the_card_words_are_those_training_writes(card):
+    """A model retrained by `bash scripts/train.sh` gets the same labels, words and task."""
+    pneumoniamnist = NpzDataSet.read("pneumoniamnist")
+    assert card.labels == list(pneumoniamnist.classes)
+    assert card.classes == pneumoniamnist.classes
+    assert card.task == pneumoniamnist.task
+
+
 def test_onnx_graph_matches_the_card(card, session):
     expected_inputs = [(spec.name, "tensor(float)") for spec in card.inputs]
     assert [(item.name, item.type) for item in session.get_inputs()] == expected_inputs
@@ -56,19 +65,21 @@ def test_outputs(card, session, data_file) -> tuple[np.ndarray, dict[str, np.nda
     assert card.training["data"]["sha256"] == file_sha256(data_file)
     test = load_splits(data_file, card.preprocessing)["test"]
     names = [spec.name for spec in card.outputs]
-    return test.labels, dict(zip(names, session.run(names, {"image": test.images})))
+    return test.label_ids, dict(zip(names, session.run(names, {"image": test.images}), strict=True))
 
 
 def test_card_test_metrics_reproduce_from_the_onnx_model(card, test_outputs):
     labels, outputs = test_outputs
-    calibrated = calibrate(outputs["probabilities"], card.calibration.temperature)
-    recomputed = binary_metrics(labels, calibrated[:, 1], card.decision.threshold)
-    assert recomputed == pytest.approx(card.metrics["test"], abs=1e-6)
+    served = calibrated(card, outputs["probabilities"])
+    recomputed = binary_metrics(labels, served[:, 1], card.decision.threshold)
+    assert recomputed.for_card() == pytest.approx(card.metrics["test"], abs=1e-6)
+    # decided by cxr_model.answer.decide, as the server decides: the same figures
+    assert evaluate_split(card, labels, served).metrics == recomputed
     assert expected_calibration_error(labels, outputs["probabilities"]) == pytest.approx(
         card.calibration.ece["test"]["before"], abs=1e-6
     )
     after = card.calibration.ece["test"]["after"]
-    assert expected_calibration_error(labels, calibrated) == pytest.approx(after, abs=1e-6)
+    assert expected_calibration_error(labels, served) == pytest.approx(after, abs=1e-6)
 
 
 def test_card_ood_figures_reproduce_from_the_onnx_model(card, test_outputs):

@@ -1,17 +1,29 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
+from training_support import words
 
-from trainer.config import DATA_DIR_ENV, REPO_ROOT, TrainConfig, parse_config
+from trainer.cli import train_config as parse_config
+from trainer.config import DATA_DIR_ENV, REPO_ROOT, ConfigError, TrainConfig, read_classes
+from trainer.data import NpzDataSet
 
 
 def test_defaults_write_the_committed_model_version(monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     config = TrainConfig()
     assert config.output_dir == REPO_ROOT / "models" / "pneumonia-xray" / "2"
+    assert (config.model_name, config.model_version) == ("pneumonia-xray", "2")
     assert config.data_dir == REPO_ROOT.parent / "shared" / "data"
-    assert config.data_file == REPO_ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist_28.npz"
+    assert config.dataset == "pneumoniamnist" and config.classes == {}
+    assert NpzDataSet.read(config.dataset).file == "pneumoniamnist/pneumoniamnist_28.npz"
     assert config.max_train_samples is None
+
+
+def test_the_card_name_and_version_are_the_output_folders(tmp_path):
+    config = parse_config(["--output-dir", str(tmp_path / "repository" / "body-part" / "7")])
+    assert (config.model_name, config.model_version) == ("body-part", "7")
 
 
 def test_data_dir_comes_from_the_environment(monkeypatch, tmp_path):
@@ -54,13 +66,13 @@ def test_card_hyperparameters_leave_out_machine_paths():
 
 
 def test_every_field_has_a_flag_and_lists_and_booleans_parse(tmp_path):
-    from trainer.config import TrainConfig
-
+    classes = words("normal", "bacteria", "virus")
+    text = json.dumps({label: described.model_dump() for label, described in classes.items()})
     config = parse_config(
-        ["--classes", "normal,bacteria,virus", "--split-ratios", "0.7,0.2,0.1", "--oversample", "true",
+        ["--classes", text, "--split-ratios", "0.7,0.2,0.1", "--oversample", "true",
          "--labels-csv", str(tmp_path / "labels.csv"), "--architecture", "stn"]
     )  # fmt: skip
-    assert config.classes == ("normal", "bacteria", "virus")
+    assert config.classes == classes and list(config.classes) == ["normal", "bacteria", "virus"]
     assert config.split_ratios == (0.7, 0.2, 0.1)
     assert config.oversample is True and config.labels_csv == tmp_path / "labels.csv"
     assert TrainConfig.from_json_dict(config.to_json_dict()) == config
@@ -74,7 +86,9 @@ def test_every_field_has_a_flag_and_lists_and_booleans_parse(tmp_path):
         ({"architecture": "resnet101v2", "image_size": 28}, "needs image_size >= 32"),
         ({"split_ratios": (1.0,)}, "split_ratios must be two .train,test. or three"),
         ({"split_ratios": (0.7, 0.0)}, "split_ratios must be two .train,test. or three"),
-        ({"data_format": "csv"}, "needs --labels-csv"),
+        ({"dataset": "image-csv"}, "needs --labels-csv"),
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+        ({"label_source": "filename"}, "label_source filename needs --classes"),
         ({"pretrained_weights": Path("/nonexistent/weights.h5")}, "pretrained weights file not found"),
     ],
 )
@@ -86,3 +100,28 @@ def test_settings_that_cannot_work_are_refused_by_name(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(replace(TrainConfig(), **overrides))
     validate(TrainConfig())
+
+
+def test_classes_come_as_json_text_or_a_file_in_the_order_given(tmp_path):
+    text = json.dumps(
+        {"Hand": {"name": "Hand X-ray", "finding": "A hand"}, "CXR": {"name": "Chest X-ray", "finding": "A chest"}}
+    )
+    (tmp_path / "classes.json").write_text(text)
+    for given in (text, str(tmp_path / "classes.json")):
+        classes = read_classes(given)
+        assert list(classes) == ["Hand", "CXR"]
+        assert (classes["CXR"].name, classes["CXR"].finding) == ("Chest X-ray", "A chest")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": {"name": "A"}}', "a.finding: Field required"),
+        ('{"a": "A"}', "--classes is not label -> {name, finding}: a"),
+        ("{not json", "--classes is not label -> {name, finding}"),
+        ("absent.json", "neither a JSON object nor a file: absent.json"),
+    ],
+)
+def test_classes_that_cannot_be_read_are_refused_in_one_line(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        read_classes(text)

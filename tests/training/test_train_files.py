@@ -6,19 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference.card import ModelCard
+from training_support import words
+
+from cxr_model.card import ModelCard
+from trainer.config import TrainConfig
 from trainer.data import (
     DataError,
     Split,
-    class_names_of,
     csv_labels,
     label_from_path,
+    label_order,
     load_dataset,
-    oversample,
     patient_groups,
     split_indices,
 )
-from trainer.train import run
+from trainer.fit import oversample
+from trainer.pipeline import train
 
 
 @pytest.mark.parametrize(
@@ -66,18 +69,33 @@ def test_split_is_stratified_seeded_and_keeps_each_patient_on_one_side(ratios):
 
 
 def test_sample_xrays_split_by_patient(samples_dir):
-    from trainer.config import TrainConfig
-
-    dataset = load_dataset(TrainConfig(data_format="folder", data_dir=samples_dir))
-    assert dataset.class_names == ("normal", "pneumonia")
+    dataset = load_dataset(TrainConfig(dataset="image-folder", data_dir=samples_dir))
+    assert dataset.labels == ("normal", "pneumonia")  # the sub-folders, sorted
+    assert dataset.classes == {} and dataset.task == "normal vs pneumonia"
     assert sum(len(split) for split in dataset.splits.values()) == 55
     assert all(split.images.shape[1:] == (28, 28, 1) for split in dataset.splits.values())
 
 
-def test_a_two_way_split_carves_val_out_of_train(samples_dir):
-    from trainer.config import TrainConfig
+def test_configured_classes_choose_the_sub_folders_and_their_order(samples_dir):
+    classes = words("pneumonia", "normal")
+    dataset = load_dataset(TrainConfig(dataset="image-folder", data_dir=samples_dir, classes=classes))
+    assert dataset.labels == ("pneumonia", "normal") and dataset.classes == classes
+    assert dataset.task == "Pneumonia vs Normal"
+    only_one = TrainConfig(dataset="image-folder", data_dir=samples_dir, classes=words("normal"))
+    with pytest.raises(DataError, match="need at least two classes"):
+        load_dataset(only_one)
 
-    config = TrainConfig(data_format="folder", data_dir=samples_dir, split_ratios=(0.7, 0.3))
+
+def test_class_folders_may_be_links(samples_dir, tmp_path):
+    for label in ("normal", "pneumonia"):
+        (tmp_path / label).symlink_to(samples_dir / label, target_is_directory=True)
+    dataset = load_dataset(TrainConfig(dataset="image-folder", data_dir=tmp_path))
+    assert dataset.labels == ("normal", "pneumonia")
+    assert sum(len(split) for split in dataset.splits.values()) == 55
+
+
+def test_a_two_way_split_carves_val_out_of_train(samples_dir):
+    config = TrainConfig(dataset="image-folder", data_dir=samples_dir, split_ratios=(0.7, 0.3))
     assert config.train_val_test_ratios == pytest.approx((0.56, 0.14, 0.3))
     sizes = {name: len(split) for name, split in load_dataset(config).splits.items()}
     assert set(sizes) == {"train", "val", "test"} and sum(sizes.values()) == 55
@@ -93,7 +111,7 @@ def test_csv_labels_must_match_the_images(tmp_path):
         (tmp_path / "b.png", "pneumonia"),
     ]
     (tmp_path / "c.png").write_bytes(b"")
-    with pytest.raises(DataError, match="have no label.*c.png"):
+    with pytest.raises(DataError, match=r"have no label.*c\.png"):
         csv_labels(tmp_path / "labels.csv", tmp_path)
     (tmp_path / "labels.csv").write_text("file,label\na.png,normal\n")
     with pytest.raises(DataError, match="`filename` and `label`"):
@@ -101,25 +119,23 @@ def test_csv_labels_must_match_the_images(tmp_path):
 
 
 def test_a_configured_class_without_examples_is_refused():
-    assert class_names_of(["b", "a", "b"], ()) == ("a", "b")
+    assert label_order(["b", "a", "b"], ()) == ("a", "b")
     with pytest.raises(DataError, match="no examples of class virus"):
-        class_names_of(["normal", "bacteria"], ("normal", "bacteria", "virus"))
+        label_order(["normal", "bacteria"], ("normal", "bacteria", "virus"))
     with pytest.raises(DataError, match="not among the classes"):
-        class_names_of(["normal", "bacteria", "fungus"], ("normal", "bacteria"))
+        label_order(["normal", "bacteria", "fungus"], ("normal", "bacteria"))
 
 
 def test_oversampling_balances_the_classes_and_keeps_every_original():
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
-    split = Split(images=images, labels=np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int32))
+    split = Split(images=images, label_ids=np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int32))
     balanced = oversample(split, seed=0)
-    assert Counter(balanced.labels.tolist()) == {0: 8, 1: 8}
+    assert Counter(balanced.label_ids.tolist()) == {0: 8, 1: 8}
     assert set(balanced.images.reshape(-1).tolist()) == set(range(10))
-    np.testing.assert_array_equal(balanced.labels, (balanced.images.reshape(-1) >= 2).astype(np.int32))
+    np.testing.assert_array_equal(balanced.label_ids, (balanced.images.reshape(-1) >= 2).astype(np.int32))
 
 
 def test_dicom_files_are_read_through_the_serving_decoder(data_dir, tmp_path):
-    from trainer.config import TrainConfig
-
     dicom = data_dir / "dicom" / "CT_small.dcm"
     if not dicom.is_file():
         pytest.skip(f"{dicom} not found")
@@ -127,15 +143,16 @@ def test_dicom_files_are_read_through_the_serving_decoder(data_dir, tmp_path):
         for index in range(3):
             (tmp_path / label).mkdir(exist_ok=True)
             shutil.copy(dicom, tmp_path / label / f"scan{index}.dcm")
-    dataset = load_dataset(TrainConfig(data_format="folder", data_dir=tmp_path))
+    dataset = load_dataset(TrainConfig(dataset="image-folder", data_dir=tmp_path))
     images = np.concatenate([split.images for split in dataset.splits.values()])
     assert images.shape == (6, 28, 28, 1) and 0 <= images.min() < images.max() <= 255
 
 
 def test_three_classes_from_sample_file_names_end_to_end(quick_config):
-    config = quick_config(label_source="filename", classes=("normal", "bacteria", "virus"), epochs=2)
-    card = run(config)
+    config = quick_config(label_source="filename", classes=words("normal", "bacteria", "virus"), epochs=2)
+    card = train(config)
     assert card.labels == ["normal", "bacteria", "virus"]
+    assert card.classes == words("normal", "bacteria", "virus")
     assert card.decision.threshold is None and card.decision.positive_class is None
     assert card.outputs[0].shape == [-1, 3]
     assert card.metrics["onnx_parity"]["label_agreement"] == 1.0

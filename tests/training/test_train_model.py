@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+
 from trainer.config import TrainConfig
+from trainer.fit import best_epoch
 from trainer.model import INPUT_NAME, OUTPUT_NAME, PositiveClassAUC, build_model
-from trainer.train import best_epoch
 
 TINY = TrainConfig(filters=(4, 8))
 

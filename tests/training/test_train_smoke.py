@@ -5,9 +5,12 @@ import json
 import numpy as np
 import onnxruntime
 import pytest
-from inference.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
+
+from cxr_model.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
+from trainer.cli import main
 from trainer.config import TrainConfig
-from trainer.train import main, run
+from trainer.data import NpzDataSet
+from trainer.pipeline import train
 
 SMALL = {"epochs": 2, "max_train_samples": 400, "filters": (8, 16), "batch_size": 32}
 
@@ -15,8 +18,8 @@ SMALL = {"epochs": 2, "max_train_samples": 400, "filters": (8, 16), "batch_size"
 @pytest.fixture(scope="module")
 def smoke_run(data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    config = TrainConfig(data_dir=data_dir, output_dir=root / "model" / "2", runs_dir=root / "runs", **SMALL)
-    return config, run(config)
+    config = TrainConfig(data_dir=data_dir, output_dir=root / "pneumonia-xray" / "2", runs_dir=root / "runs", **SMALL)
+    return config, train(config)
 
 
 def test_smoke_run_writes_a_valid_card_for_its_onnx_model(smoke_run):
@@ -24,7 +27,10 @@ def test_smoke_run_writes_a_valid_card_for_its_onnx_model(smoke_run):
     assert ModelCard.read(config.output_dir) == card
     assert card.onnx_sha256 == file_sha256(config.output_dir / ONNX_FILE)
     assert (card.name, card.version, card.labels) == ("pneumonia-xray", "2", ["normal", "pneumonia"])
+    pneumoniamnist = NpzDataSet.read("pneumoniamnist")
+    assert (card.classes, card.task) == (pneumoniamnist.classes, pneumoniamnist.task)
     assert card.decision.positive_class == "pneumonia"
+    assert card.training["data"]["sha256"] and card.training["threshold_rule"].startswith("p(pneumonia) >= ")
     assert 0.0 < card.decision.threshold < 1.0
     assert card.training["splits"] == {"train": 400, "val": 524, "test": 624}
     assert card.training["epochs_run"] == 2
@@ -64,7 +70,9 @@ def test_smoke_run_card_describes_calibration_explanation_and_ood(smoke_run):
     assert all(0.0 <= value <= 1.0 for split in card.calibration.ece.values() for value in split.values())
     # two blocks, the last without its max-pool: 28 px -> 14 x 14 maps
     assert (card.explanation.output, card.explanation.shape, card.explanation.region) == (
-        "class_activation", [14, 14], "center_square"
+        "class_activation",
+        [14, 14],
+        "center_square",
     )
     assert card.ood.output == "ood_score" and card.ood.threshold > 0
     assert card.ood.metrics["n_in"] == 624 and 0.0 <= card.ood.metrics["auroc"] <= 1.0
@@ -74,11 +82,11 @@ def test_smoke_run_card_describes_calibration_explanation_and_ood(smoke_run):
 
 
 def test_smoke_run_keeps_a_run_record(smoke_run):
-    config, card = smoke_run
+    config, _ = smoke_run
     (run_dir,) = config.runs_dir.iterdir()
     names = {path.name for path in run_dir.iterdir()}
     expected = {"config.json", "history.csv", "history.json", "train.log", "best.keras", "model.onnx", CARD_FILE}
-    assert expected | {"ood.npz"} <= names
+    assert expected | {"ood.npz", "evaluation.json", "training.json", "report"} <= names
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["loss"]) == 2 and "val_auc" in history
     assert json.loads((run_dir / "config.json").read_text())["max_train_samples"] == 400
@@ -88,7 +96,7 @@ def test_smoke_run_keeps_a_run_record(smoke_run):
 def test_failed_parity_exits_non_zero_and_writes_no_model(data_dir, tmp_path, caplog):
     output_dir = tmp_path / "model" / "1"
     argv = [
-        "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--runs-dir", str(tmp_path / "runs"),
+        "train", "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--runs-dir", str(tmp_path / "runs"),
         "--epochs", "1", "--max-train-samples", "64", "--filters", "4", "--embedding-baselines", "false",
         "--parity-max-abs-diff", "-1",  # no model can meet this
     ]  # fmt: skip
@@ -98,7 +106,8 @@ def test_failed_parity_exits_non_zero_and_writes_no_model(data_dir, tmp_path, ca
 
 
 def test_missing_data_exits_non_zero(tmp_path, capsys):
-    argv = ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
+    argv = ["train", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out" / "1")]
+    argv += ["--runs-dir", str(tmp_path / "runs")]
     assert main(argv) == 1
     assert "CXR_DATA_DIR" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

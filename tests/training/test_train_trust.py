@@ -3,14 +3,17 @@
 import keras
 import numpy as np
 import pytest
-from inference.card import ONNX_FILE
-from inference.preprocessing import preprocess_bytes
-from inference.trust import calibrate
+
+from cxr_model.card import ONNX_FILE
+from cxr_model.preprocessing import preprocess_bytes
+from cxr_model.trust import calibrate
+from trainer.config import TrainConfig
 from trainer.data import preprocessing_spec
-from trainer.evaluate import expected_calibration_error
 from trainer.export import onnx_outputs
+from trainer.fit import CHECKPOINT
+from trainer.metrics import expected_calibration_error
 from trainer.model import classifier_kernel, trust_model
-from trainer.train import CHECKPOINT, run
+from trainer.pipeline import train
 from trainer.trust import (
     Mahalanobis,
     class_activation_maps,
@@ -54,8 +57,9 @@ def test_mahalanobis_scores_grow_away_from_the_training_classes():
     far = mahalanobis.scores(rng.normal(0, 1, size=(200, 8)) + 12.0)
     threshold = ood_threshold(mahalanobis.scores(embeddings), 0.975)
     metrics = ood_metrics(near, {"far": far}, threshold)
-    assert metrics["auroc"] > 0.99 and metrics["out_flag_rate_by_kind"]["far"] == 1.0
-    assert metrics["test_false_flag_rate"] < 0.1
+    assert metrics.auroc > 0.99 and metrics.out_flag_rate_by_kind["far"] == 1.0
+    assert metrics.test_false_flag_rate < 0.1
+    assert set(metrics.for_card()) == {"auroc", "test_false_flag_rate", "out_flag_rate", "n_in", "n_out"}
 
 
 def test_the_ood_image_set_has_every_kind_through_the_serving_preprocessing(data_dir):
@@ -69,11 +73,9 @@ def test_the_ood_image_set_has_every_kind_through_the_serving_preprocessing(data
 @pytest.fixture(scope="module")
 def tiny_run(samples_dir, tmp_path_factory):
     """A compact model trained for one epoch on the sample X-rays, exported with all its outputs."""
-    from trainer.config import TrainConfig
-
     root = tmp_path_factory.mktemp("trust")
     config = TrainConfig(
-        data_format="folder",
+        dataset="image-folder",
         data_dir=samples_dir,
         output_dir=root / "model" / "2",
         runs_dir=root / "runs",
@@ -83,7 +85,7 @@ def tiny_run(samples_dir, tmp_path_factory):
         embedding_baselines=False,
         verbose=0,
     )
-    card = run(config)
+    card = train(config)
     (run_dir,) = config.runs_dir.iterdir()
     return config, card, keras.saving.load_model(run_dir / CHECKPOINT)
 

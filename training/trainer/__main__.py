@@ -1,3 +1,5 @@
+"""`python -m trainer train|evaluate|export ...` (see trainer.cli)."""
+
 import sys
 
 from trainer.cli import main

@@ -1,180 +1,189 @@
-"""Metrics, calibration and the decision threshold (numpy / scikit-learn, no TensorFlow)."""
+"""Stage 3, evaluate: `evaluate(fitted, dataset, config)` -> an `Evaluation`.
+
+The choices are made on val: the temperature T (minimum NLL of softmax(log(p) / T)), a binary
+model's threshold on its positive class (highest Youden's J among thresholds keeping val
+sensitivity >= min_sensitivity; other models decide by arg-max) and the OOD flagging threshold
+(a quantile of the val scores). Every metric is of the calibrated probabilities, with the labels
+`cxr_model.answer` decides from them, as served. Test is only scored, after every choice.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+import keras
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    classification_report,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
+from pydantic import BaseModel
+
+from cxr_model.answer import calibrated
+from cxr_model.card import Calibration, Decision, ModelCard, TensorSpec
+from trainer.baselines import Baseline, TsneMap, embedding_baselines, tsne_map
+from trainer.config import TrainConfig
+from trainer.data import Dataset, config_spec
+from trainer.decision import positive_class
+from trainer.fit import FitResult
+from trainer.metrics import (
+    OperatingPoint,
+    ReliabilityBin,
+    SplitEvaluation,
+    choose_threshold,
+    evaluate_split,
+    expected_calibration_error,
+    operating_point,
+    reliability_bins,
 )
+from trainer.model import INPUT_NAME, OUTPUT_NAME
+from trainer.trust import OodEvaluation, fit_temperature, ood_metrics, ood_threshold, out_of_distribution_images
 
-THRESHOLD_RULE = (
-    "p(pneumonia) >= threshold means pneumonia. The threshold maximises Youden's J "
-    "(sensitivity + specificity - 1) on the val split among thresholds whose val sensitivity "
-    "is at least {min_sensitivity} (screening: a missed pneumonia costs more than a false alarm). "
-    "It is placed midway between the two neighbouring val scores, so it does not sit on one."
-)
-
-
-def predict_positive(scores: np.ndarray, threshold: float) -> np.ndarray:
-    return (scores >= threshold).astype(np.int32)
+log = logging.getLogger("trainer")
+SCORED_SPLITS = ("val", "test")
+Scorer = Callable[[np.ndarray], np.ndarray]  # images -> one value (or row) per image
 
 
-def choose_threshold(labels: np.ndarray, scores: np.ndarray, min_sensitivity: float) -> float:
-    """The Youden-optimal threshold among those keeping sensitivity >= min_sensitivity."""
-    if not 0.0 <= min_sensitivity <= 1.0:
-        raise ValueError(f"min_sensitivity must be within [0, 1], not {min_sensitivity}")
-    # Candidates are the distinct scores, highest first; roc_curve's leading +inf (nothing
-    # predicted positive) is dropped.
-    false_positive_rate, true_positive_rate, thresholds = (
-        values[1:] for values in roc_curve(labels, scores, drop_intermediate=False)
-    )
-    youden = true_positive_rate - false_positive_rate
-    # Never empty: the lowest candidate calls every image positive (sensitivity 1).
-    eligible = true_positive_rate >= min_sensitivity
-    # argmax takes the first maximum: among ties, the highest (most specific) threshold.
-    best = int(np.argmax(np.where(eligible, youden, -np.inf)))
-    return _midpoint_below(thresholds, best)
+class Evaluation(BaseModel):
+    """What was chosen on val and measured on val and test; the card and the report are made from it."""
 
+    title: str
+    labels: list[str]
+    decision: Decision
+    calibration: Calibration | None
+    val: SplitEvaluation
+    test: SplitEvaluation
+    uncalibrated_reliability: dict[str, list[ReliabilityBin]]
+    operating_point: OperatingPoint | None = None  # binary models
+    ood: OodEvaluation | None = None
+    baselines: dict[str, Baseline] = {}
+    tsne: TsneMap | None = None
 
-def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, target_sensitivity: float) -> float:
-    """The highest (most specific) threshold whose sensitivity reaches the target."""
-    _, true_positive_rate, thresholds = (values[1:] for values in roc_curve(labels, scores, drop_intermediate=False))
-    # the rate only grows as the threshold falls; the lowest threshold has sensitivity 1
-    return _midpoint_below(thresholds, int(np.argmax(true_positive_rate >= target_sensitivity)))
-
-
-def _midpoint_below(thresholds: np.ndarray, index: int) -> float:
-    """Halfway between a (descending) candidate and the next lower score: same split of the scores."""
-    upper = float(thresholds[index])
-    lower = float(thresholds[index + 1]) if index + 1 < len(thresholds) else 0.0
-    return float(np.clip((upper + lower) / 2.0, 0.0, 1.0))
-
-
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    labels = np.asarray(labels).reshape(-1)
-    predicted = predict_positive(np.asarray(scores).reshape(-1), threshold)
-    true_positive = int(np.sum((predicted == 1) & (labels == 1)))
-    true_negative = int(np.sum((predicted == 0) & (labels == 0)))
-    false_positive = int(np.sum((predicted == 1) & (labels == 0)))
-    false_negative = int(np.sum((predicted == 0) & (labels == 1)))
-    sensitivity = _ratio(true_positive, true_positive + false_negative)
-    precision = _ratio(true_positive, true_positive + false_positive)
-    return {
-        "accuracy": _ratio(true_positive + true_negative, len(labels)),
-        "roc_auc": float(roc_auc_score(labels, scores)),
-        "sensitivity": sensitivity,
-        "specificity": _ratio(true_negative, true_negative + false_positive),
-        "precision": precision,
-        "f1": _ratio(2 * precision * sensitivity, precision + sensitivity),
-        "n": len(labels),
-    }
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0
-
-
-# --- the full evaluation (report.json) ----------------------------------------------------
-
-
-def predicted_labels(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
-    """Binary models with a threshold: p(positive) >= threshold; otherwise the arg-max class."""
-    if threshold is None:
-        return np.argmax(probabilities, axis=1).astype(np.int32)
-    return predict_positive(probabilities[:, 1], threshold)
-
-
-def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> list[dict]:
-    """Top-label confidence vs accuracy in equal-width confidence bins (the reliability diagram)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    return [
-        {
-            "low": float(edges[b]),
-            "high": float(edges[b + 1]),
-            "count": int(np.sum(index == b)),
-            "confidence": float(confidence[index == b].mean()) if np.any(index == b) else 0.0,
-            "accuracy": float(correct[index == b].mean()) if np.any(index == b) else 0.0,
+    def card_metrics(self) -> dict[str, dict[str, float]]:
+        """The card's `metrics`: val and test, and calibration in a section of its own."""
+        return {
+            "val": self.val.metrics.for_card(),
+            "test": self.test.metrics.for_card(),
+            "calibration": {"val_ece": self.val.ece, "test_ece": self.test.ece},
         }
-        for b in range(bins)
-    ]
 
 
-def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
-    """Count-weighted mean |accuracy - confidence| over the reliability bins (top-label ECE)."""
-    table = reliability_bins(labels, probabilities, bins)
-    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table) / len(labels))
+def evaluate(fitted: FitResult, dataset: Dataset, config: TrainConfig, chosen: ModelCard | None = None) -> Evaluation:
+    """The Keras model's evaluation, with its OOD guard, embedding baselines and t-SNE map.
+
+    `chosen`: a card whose temperature, decision and OOD threshold are kept rather than chosen
+    again (re-evaluating an exported run)."""
+    probabilities_of = predictor(fitted.model, config.batch_size)
+    raw = {name: probabilities_of(dataset.splits[name].images) for name in SCORED_SPLITS}
+    rule = chosen or choose_on_val(raw["val"], dataset, config)
+    evaluation = measure(raw, dataset, rule, config, f"{config.architecture} on {source_name(dataset)}")
+    log_decision(evaluation)
+    embed = predictor(fitted.embedding, config.batch_size)
+    ood_threshold_chosen = chosen.ood.threshold if chosen and chosen.ood else None
+    ood = evaluate_ood(lambda images: fitted.ood.scores(embed(images)), dataset, config, ood_threshold_chosen)
+    if not config.embedding_baselines:
+        return evaluation.model_copy(update={"ood": ood})
+    baselines, tsne = embedding_comparisons(embed, fitted, dataset, rule, config)
+    return evaluation.model_copy(update={"ood": ood, "baselines": baselines, "tsne": tsne})
 
 
-def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Arg-max metrics; ROC AUC is the macro one-vs-rest mean over the classes present."""
-    predicted = predicted_labels(probabilities, None)
-    present = [label for label in range(probabilities.shape[1]) if 0 < np.sum(labels == label) < len(labels)]
-    aucs = [roc_auc_score(labels == label, probabilities[:, label]) for label in present]
-    metrics = {"accuracy": float(np.mean(predicted == labels))}
-    if aucs:  # not defined when the split holds a single class
-        metrics["roc_auc"] = float(np.mean(aucs))
-    return metrics | {
-        "macro_precision": float(precision_score(labels, predicted, average="macro", zero_division=0)),
-        "macro_recall": float(recall_score(labels, predicted, average="macro", zero_division=0)),
-        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "n": len(labels),
-    }
+def log_decision(evaluation: Evaluation) -> None:
+    val, test = evaluation.val.metrics.summary(), evaluation.test.metrics.summary()
+    log.info("decision %s; val %s; test %s", evaluation.decision.model_dump(), val, test)
 
 
-def evaluate_predictions(
-    labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...], threshold: float | None
-) -> dict:
-    """Everything the report shows about one model on one split."""
-    labels = np.asarray(labels).reshape(-1)
-    predicted = predicted_labels(probabilities, threshold)
-    classes = list(range(len(class_names)))
+def embedding_comparisons(
+    embed: Scorer, fitted: FitResult, dataset: Dataset, rule: ModelCard, config: TrainConfig
+) -> tuple[dict[str, Baseline], TsneMap]:
+    """The SVM and random forest on the embeddings, and the t-SNE map of train vs test."""
+    splits = {"train": fitted.train} | {name: dataset.splits[name] for name in SCORED_SPLITS}
+    embeddings = {name: embed(split.images) for name, split in splits.items()}
+    label_ids = {name: split.label_ids for name, split in splits.items()}
+    baselines = embedding_baselines(embeddings, label_ids, rule, config.min_sensitivity, config.seed)
+    return baselines, tsne_map(embeddings["train"], embeddings["test"], config.seed)
+
+
+def predictor(model: keras.Model, batch_size: int) -> Scorer:
+    return lambda images: np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+
+
+def source_name(dataset: Dataset) -> str:
+    return dataset.source.file or dataset.source.dataset
+
+
+def draft_card(dataset: Dataset, config: TrainConfig, calibration: Calibration | None = None) -> ModelCard:
+    """The card as far as evaluation knows it, before there is an ONNX file: the contract of the
+    Keras model (the exported graph's input and first output), its labels and calibration.
+    `decide` and `calibrated` read it as the server reads the final card."""
+    size, channels = config.image_size, config.channels
+    return ModelCard(
+        name=config.model_name,
+        version=config.model_version,
+        task=dataset.task,
+        labels=list(dataset.labels),
+        classes=dataset.classes,
+        inputs=[TensorSpec(name=INPUT_NAME, datatype="FP32", shape=[-1, size, size, channels])],
+        outputs=[TensorSpec(name=OUTPUT_NAME, datatype="FP32", shape=[-1, len(dataset.labels)])],
+        preprocessing=config_spec(config),
+        calibration=calibration,
+        onnx_sha256="",  # export writes the file and its hash
+    )
+
+
+def choose_on_val(raw_val: np.ndarray, dataset: Dataset, config: TrainConfig) -> ModelCard:
+    """The draft card with the temperature fitted on val and, for a binary model, the threshold
+    chosen on the calibrated val probabilities of its positive class."""
+    card = draft_card(dataset, config, Calibration(temperature=fit_temperature(dataset.val.label_ids, raw_val)))
+    positive = positive_class(dataset.labels)
+    if positive is None:
+        return card
+    scores = calibrated(card, raw_val)[:, 1]
+    threshold = choose_threshold(dataset.val.label_ids, scores, config.min_sensitivity)
+    return card.model_copy(update={"decision": Decision(positive_class=positive, threshold=threshold)})
+
+
+def measure(
+    raw: dict[str, np.ndarray], dataset: Dataset, rule: ModelCard, config: TrainConfig, title: str
+) -> Evaluation:
+    """val and test scored as served by a model with `rule`'s calibration and decision."""
+    label_ids = {name: dataset.splits[name].label_ids for name in SCORED_SPLITS}
+    served = {name: calibrated(rule, values) for name, values in raw.items()}
+    val, test = (evaluate_split(rule, label_ids[name], served[name]) for name in SCORED_SPLITS)
+    threshold = rule.decision.threshold
+    point = None
+    if dataset.binary and threshold is not None:
+        point = operating_point(
+            label_ids["val"],
+            served["val"][:, 1],
+            label_ids["test"],
+            served["test"][:, 1],
+            config.target_sensitivity,
+            threshold,
+        )
+    calibration = None
+    if rule.calibration is not None:
+        before = {name: expected_calibration_error(label_ids[name], raw[name]) for name in SCORED_SPLITS}
+        after = {"val": val.ece, "test": test.ece}
+        ece = {name: {"before": before[name], "after": after[name]} for name in SCORED_SPLITS}
+        calibration = rule.calibration.model_copy(update={"ece": ece})
+    return Evaluation(
+        title=title,
+        labels=list(dataset.labels),
+        decision=rule.decision,
+        calibration=calibration,
+        val=val,
+        test=test,
+        uncalibrated_reliability={name: reliability_bins(label_ids[name], raw[name]) for name in SCORED_SPLITS},
+        operating_point=point,
+    )
+
+
+def evaluate_ood(score: Scorer, dataset: Dataset, config: TrainConfig, threshold: float | None = None) -> OodEvaluation:
+    """The OOD guard: flagged above `threshold` (default: the configured quantile of the val
+    scores); test images (in distribution) vs out-of-distribution images through the serving
+    preprocessing."""
+    val_scores, test_scores = score(dataset.val.images), score(dataset.test.images)
     if threshold is None:
-        metrics = multiclass_metrics(labels, probabilities)
-    else:
-        metrics = binary_metrics(labels, probabilities[:, 1], threshold)
-        metrics["pr_auc"] = float(average_precision_score(labels, probabilities[:, 1]))
-    metrics["ece"] = expected_calibration_error(labels, probabilities)
-    result = {
-        "metrics": metrics,
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
-        "per_class": classification_report(
-            labels, predicted, labels=classes, target_names=list(class_names), output_dict=True, zero_division=0
-        ),
-        "reliability": reliability_bins(labels, probabilities),
-    }
-    if threshold is not None:
-        false_positive_rate, true_positive_rate, _ = roc_curve(labels, probabilities[:, 1])
-        result["roc_curve"] = {"fpr": false_positive_rate.tolist(), "tpr": true_positive_rate.tolist()}
-    return result
-
-
-def operating_point(
-    val_labels: np.ndarray,
-    val_scores: np.ndarray,
-    test_labels: np.ndarray,
-    test_scores: np.ndarray,
-    target_sensitivity: float,
-    shipped_threshold: float,
-) -> dict[str, float]:
-    """The threshold at which val reaches a target sensitivity, and the specificity it costs on
-    test against the shipped threshold."""
-    threshold = sensitivity_threshold(val_labels, val_scores, target_sensitivity)
-    at_target = binary_metrics(test_labels, test_scores, threshold)
-    shipped = binary_metrics(test_labels, test_scores, shipped_threshold)
-    return {
-        "target_sensitivity": target_sensitivity,
-        "threshold": threshold,
-        "test_sensitivity": at_target["sensitivity"],
-        "test_specificity": at_target["specificity"],
-        "specificity_cost": shipped["specificity"] - at_target["specificity"],
-    }
+        threshold = ood_threshold(val_scores, config.ood_val_quantile)
+    out_images = out_of_distribution_images(config_spec(config), config.data_dir, dataset.test.images, config.seed)
+    out_scores = {kind: score(images) for kind, images in out_images.items()}
+    metrics = ood_metrics(test_scores, out_scores, threshold, val_scores)
+    log.info("OOD threshold %.3f; %s", threshold, metrics.for_card())
+    return OodEvaluation(threshold=threshold, metrics=metrics)

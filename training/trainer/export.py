@@ -1,10 +1,21 @@
-"""Keras -> ONNX conversion, the ONNX-vs-Keras parity check and the model card."""
+"""Stage 4, export: `export(...)` -> the model card, once model.onnx reproduces the Keras model.
+
+Keras -> ONNX through tf2onnx (one `image` input; `probabilities` first, then
+`class_activation` where CAM applies and `ood_score`), the parity check on the whole test
+split, then `<output-dir>/model.onnx` + `model.json`: `<repository>/<name>/<version>/`, as
+the inference service loads it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -12,10 +23,12 @@ import onnx
 import onnxruntime
 import tensorflow as tf
 import tf2onnx
-from inference.card import (
+
+from cxr_model.card import (
     CARD_FILE,
     ONNX_FILE,
     Calibration,
+    ClassDescription,
     Decision,
     Explanation,
     ModelCard,
@@ -23,18 +36,72 @@ from inference.card import (
     Preprocessing,
     TensorSpec,
 )
-
-from trainer.evaluate import predicted_labels
+from trainer.config import TrainConfig
+from trainer.data import Dataset, config_spec
+from trainer.evaluate import Evaluation
+from trainer.fit import FitResult, TrainingRecord
 from trainer.model import INPUT_NAME, OUTPUT_NAME, classifier_kernel, trust_model
-from trainer.trust import Mahalanobis, class_activation_maps
+from trainer.parity import CAM_OUTPUT, OOD_OUTPUT, Parity, check_parity, parity_report, trust_parity
+from trainer.trust import Mahalanobis
 
+log = logging.getLogger("trainer")
 BATCH_DIM = "batch"
-CAM_OUTPUT = "class_activation"
-OOD_OUTPUT = "ood_score"
 
 
-class ParityError(RuntimeError):
-    """The exported ONNX model does not reproduce the Keras model."""
+def export(
+    fitted: FitResult,
+    dataset: Dataset,
+    evaluation: Evaluation,
+    training: TrainingRecord,
+    config: TrainConfig,
+    run_dir: Path,
+) -> ModelCard:
+    """Convert, check parity on test (ParityError: nothing written to the output folder), then
+    write model.onnx + model.json to the output folder and the run folder."""
+    model_proto = to_onnx(fitted.model, config.opset, fitted.ood)
+    model_bytes = model_proto.SerializeToString()
+    (run_dir / ONNX_FILE).write_bytes(model_bytes)  # kept for inspection even if the check fails
+    _, outputs = tensor_specs(model_proto)
+    card = build_card(
+        model_proto,
+        name=config.model_name,
+        version=config.model_version,
+        task=dataset.task,
+        labels=dataset.labels,
+        classes=dataset.classes,
+        preprocessing=config_spec(config),
+        decision=evaluation.decision,
+        metrics=evaluation.card_metrics(),
+        training=training.for_card(),
+        onnx_sha256=hashlib.sha256(model_bytes).hexdigest(),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        calibration=evaluation.calibration,
+        ood=evaluation.ood.for_card(OOD_OUTPUT) if evaluation.ood and _has_output(outputs, OOD_OUTPUT) else None,
+    )
+    parity = checked_parity(card, fitted, model_bytes, dataset.test.images, config)
+    card = card.model_copy(update={"metrics": card.metrics | {"onnx_parity": parity.for_card()}})
+    onnx_path = write_onnx(model_bytes, config.output_dir)
+    card.write(config.output_dir)
+    card.write(run_dir)
+    log.info("wrote %s and %s", onnx_path, config.output_dir / CARD_FILE)
+    return card
+
+
+def checked_parity(
+    card: ModelCard, fitted: FitResult, model_bytes: bytes, images: np.ndarray, config: TrainConfig
+) -> Parity:
+    """The parity report on `images` (the test split), labels decided by `card`; ParityError
+    unless within config.parity_max_abs_diff."""
+    keras_values = trust_model(fitted.model).predict(images, batch_size=config.batch_size, verbose=0)
+    onnx_values = onnx_outputs(model_bytes, images)
+    parity = parity_report(card, keras_values["probabilities"], onnx_values[OUTPUT_NAME])
+    parity = trust_parity(parity, keras_values, onnx_values, classifier_kernel(fitted.model), fitted.ood)
+    log.info("ONNX parity %s", parity.for_card())
+    check_parity(parity, config.parity_max_abs_diff)
+    return parity
+
+
+# --- the ONNX graph -----------------------------------------------------------------------
 
 
 def to_onnx(model: keras.Model, opset: int, ood: Mahalanobis | None = None) -> onnx.ModelProto:
@@ -42,7 +109,8 @@ def to_onnx(model: keras.Model, opset: int, ood: Mahalanobis | None = None) -> o
     out first; with `ood` also `class_activation` (when CAM applies) and `ood_score`."""
     height, width, channels = model.input_shape[1:]
     signature = [tf.TensorSpec([None, height, width, channels], tf.float32, name=INPUT_NAME)]
-    serve = tf.function(_trust_outputs(model, ood) if ood else _probabilities(model), input_signature=signature)
+    outputs = _trust_outputs(model, ood) if ood else _probabilities(model)
+    serve = tf.function(outputs, input_signature=signature)
     model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
     _order_outputs(model_proto, [OUTPUT_NAME, CAM_OUTPUT, OOD_OUTPUT])
     _name_batch_dimension(model_proto)
@@ -50,14 +118,14 @@ def to_onnx(model: keras.Model, opset: int, ood: Mahalanobis | None = None) -> o
     return model_proto
 
 
-def _probabilities(model: keras.Model):
-    def serve(image):
+def _probabilities(model: keras.Model) -> Callable[[Any], dict[str, Any]]:
+    def serve(image: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: model(image, training=False)}
 
     return serve
 
 
-def _trust_outputs(model: keras.Model, ood: Mahalanobis):
+def _trust_outputs(model: keras.Model, ood: Mahalanobis) -> Callable[[Any], dict[str, Any]]:
     """The graph's extra outputs, with the classifier kernel and the OOD statistics as constants."""
     extractor = trust_model(model)
     kernel = classifier_kernel(model).astype(np.float32)
@@ -65,7 +133,7 @@ def _trust_outputs(model: keras.Model, ood: Mahalanobis):
     # P = L L^T: |L^T d|^2 is the squared distance, a sum of squares (no cancellation in float32)
     whitening = np.linalg.cholesky(ood.precision).astype(np.float32)
 
-    def serve(image):
+    def serve(image: Any) -> dict[str, Any]:
         # constants made inside the function: made outside, tf2onnx would turn them into inputs
         values = extractor(image, training=False)
         outputs = {OUTPUT_NAME: values["probabilities"]}
@@ -105,64 +173,24 @@ def onnx_outputs(model_bytes: bytes, images: np.ndarray, names: list[str] | None
     """The named outputs (default: all) of the ONNX model on a batch of images."""
     session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = names or [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(names, {INPUT_NAME: images.astype(np.float32)})))
-
-
-def parity_report(keras_probabilities: np.ndarray, onnx_probabilities: np.ndarray, threshold: float | None) -> dict:
-    """Largest probability difference and decision agreement (threshold None: arg-max)."""
-    keras_labels = predicted_labels(keras_probabilities, threshold)
-    onnx_labels = predicted_labels(onnx_probabilities, threshold)
-    return {
-        "max_abs_diff": float(np.max(np.abs(keras_probabilities - onnx_probabilities))),
-        "label_agreement": float(np.mean(keras_labels == onnx_labels)),
-        "n": len(keras_labels),
-    }
-
-
-def trust_parity(keras_values: dict, onnx_values: dict, kernel: np.ndarray, ood: Mahalanobis) -> dict:
-    """The ONNX heatmaps and OOD scores against the same quantities computed (float64) from the
-    Keras model's feature maps, classifier kernel and embeddings."""
-    parity = {}
-    if CAM_OUTPUT in onnx_values:
-        expected = class_activation_maps(keras_values["feature_maps"], kernel)
-        parity["class_activation_max_abs_diff"] = float(np.max(np.abs(onnx_values[CAM_OUTPUT] - expected)))
-        parity["class_activation_max_abs"] = float(np.max(np.abs(expected)))
-    expected = ood.scores(keras_values["embedding"])
-    relative = np.abs(onnx_values[OOD_OUTPUT] - expected) / np.maximum(1.0, np.abs(expected))
-    parity["ood_score_max_rel_diff"] = float(np.max(relative))
-    return parity
-
-
-def check_parity(report: dict, max_abs_diff: float) -> None:
-    """Probabilities within `max_abs_diff` with identical labels; heatmaps within `max_abs_diff`
-    relative to their largest value, OOD scores within it relatively (when exported)."""
-    if report["max_abs_diff"] > max_abs_diff or report["label_agreement"] < 1.0:
-        raise ParityError(
-            f"ONNX output differs from Keras on {report['n']} images: max abs diff "
-            f"{report['max_abs_diff']:.3g} (limit {max_abs_diff:g}), label agreement "
-            f"{report['label_agreement']:.4f} (must be 1.0)"
-        )
-    heatmap_limit = max_abs_diff * max(1.0, report.get("class_activation_max_abs", 1.0))
-    if report.get("class_activation_max_abs_diff", 0.0) > heatmap_limit:
-        raise ParityError(
-            f"ONNX class-activation maps differ from Keras by {report['class_activation_max_abs_diff']:.3g} "
-            f"(limit {heatmap_limit:.3g})"
-        )
-    if report.get("ood_score_max_rel_diff", 0.0) > max_abs_diff:
-        raise ParityError(
-            f"ONNX OOD scores differ from Keras by {report['ood_score_max_rel_diff']:.3g} relatively "
-            f"(limit {max_abs_diff:g})"
-        )
+    return dict(zip(names, session.run(names, {INPUT_NAME: images.astype(np.float32)}), strict=True))
 
 
 def tensor_specs(model_proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The card's input/output tensors, read from the ONNX graph itself (-1 for the batch)."""
 
-    def spec(value) -> TensorSpec:
+    def spec(value: Any) -> TensorSpec:
         dims = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in value.type.tensor_type.shape.dim]
         return TensorSpec(name=value.name, datatype="FP32", shape=dims)
 
     return [spec(value) for value in model_proto.graph.input], [spec(value) for value in model_proto.graph.output]
+
+
+def _has_output(outputs: list[TensorSpec], name: str) -> bool:
+    return any(spec.name == name for spec in outputs)
+
+
+# --- the card -----------------------------------------------------------------------------
 
 
 def build_card(
@@ -170,42 +198,43 @@ def build_card(
     *,
     name: str,
     version: str,
+    task: str,
+    labels: tuple[str, ...],
+    classes: dict[str, ClassDescription],
     preprocessing: Preprocessing,
-    threshold: float | None,
+    decision: Decision,
     metrics: dict[str, dict[str, float]],
-    training: dict,
+    training: dict[str, Any],
     onnx_sha256: str,
     created_at: str,
-    class_names: tuple[str, ...] = ("normal", "pneumonia"),
-    calibration: dict | None = None,
-    ood: dict | None = None,
+    calibration: Calibration | None = None,
+    ood: OutOfDistribution | None = None,
 ) -> ModelCard:
-    """A binary model decides by `threshold` on the second class; a multi-class one by arg-max (threshold None).
-
-    `calibration` and `ood` are the run's evaluation records; the explanation section follows
-    from the graph (a `class_activation` output)."""
+    """The card of an ONNX graph; its explanation section follows from the graph (a
+    `class_activation` output)."""
     inputs, outputs = tensor_specs(model_proto)
-    architecture = training.get("architecture", "compact")
-    source = training.get("data", {}).get("source", "a chest X-ray image set")
+    architecture = training.get("architecture", "CNN")
+    source = training.get("data", {}).get("source") or "an image set"
     return ModelCard(
         name=name,
         version=version,
-        task="chest X-ray: " + " vs ".join(class_names),
+        task=task,
         description=(
             f"{architecture} CNN trained on {source}. Input: raw 0..255 pixels (the model rescales "
-            f"them itself); output: [{', '.join(f'p({label})' for label in class_names)}]. "
+            f"them itself); output: [{', '.join(f'p({label})' for label in labels)}]. "
             "A research and demo model, not a medical device."
         ),
-        labels=list(class_names),
+        labels=list(labels),
+        classes=classes,
         inputs=inputs,
         outputs=outputs,
         preprocessing=preprocessing,
-        decision=Decision(positive_class=class_names[1] if threshold is not None else None, threshold=threshold),
+        decision=decision,
         metrics=metrics,
         training=training,
-        calibration=None if calibration is None else Calibration(**calibration),
+        calibration=calibration,
         explanation=_explanation(outputs, preprocessing),
-        ood=None if ood is None else _ood_section(ood),
+        ood=ood,
         onnx_sha256=onnx_sha256,
         created_at=created_at,
     )
@@ -216,18 +245,6 @@ def _explanation(outputs: list[TensorSpec], preprocessing: Preprocessing) -> Exp
     if not heatmaps:
         return None
     return Explanation(output=CAM_OUTPUT, shape=heatmaps[0].shape[2:], region=preprocessing.crop)
-
-
-def _ood_section(ood: dict) -> OutOfDistribution:
-    """The card keeps the headline figures; the report keeps the breakdown by kind of image."""
-    metrics = {key: value for key, value in ood["metrics"].items() if not isinstance(value, dict)}
-    return OutOfDistribution(
-        output=OOD_OUTPUT,
-        threshold=ood["threshold"],
-        fitted_on=ood["fitted_on"],
-        threshold_on=ood["threshold_on"],
-        metrics=metrics,
-    )
 
 
 def write_onnx(model_bytes: bytes, output_dir: Path) -> Path:

@@ -34,8 +34,8 @@ class RandomShear(layers.RandomShear):
 
 
 def build_augmentation(config: TrainConfig) -> keras.Sequential:
-    # "reflect" fills the borders with lung-field texture; black ("constant") borders gave a
-    # clearly worse val AUC (0.995 vs 0.998) because no real image has them.
+    # "reflect" fills the borders with image texture: black ("constant") borders are something
+    # no real image has, which the model would learn to use.
     fill_mode = "reflect"
     seed = config.seed
     augmentations = [
@@ -71,7 +71,7 @@ def compact_body(x, config: TrainConfig):
 
 
 def simple_cnn_body(x, config: TrainConfig, blocks: int):
-    """Seed 000: one or two (Conv-ReLU, max-pool) blocks, flatten, a dense layer."""
+    """One or two (Conv-ReLU, max-pool) blocks, flatten, a dense layer."""
     for index in range(blocks):
         x = layers.Conv2D(
             config.filters[min(index, len(config.filters) - 1)], 3, activation="relu", name=f"conv{index + 1}"
@@ -82,8 +82,7 @@ def simple_cnn_body(x, config: TrainConfig, blocks: int):
 
 
 def vgg_body(x, config: TrainConfig):
-    """Seed 002: (3x3 valid Conv-ReLU, max-pool) blocks, flatten, Dense(512); the seed used
-    four blocks of 32, 64, 128, 128 filters on 300x300 grey images."""
+    """VGG-style (3x3 valid Conv-ReLU, max-pool) blocks, one per configured width, flatten, Dense(512)."""
     for index, filters in enumerate(config.filters, start=1):
         x = layers.Conv2D(filters, 3, activation="relu", name=f"block{index}_conv")(x)
         x = layers.MaxPooling2D(name=f"block{index}_pool")(x)
@@ -92,7 +91,7 @@ def vgg_body(x, config: TrainConfig):
 
 
 def six_block_body(x, config: TrainConfig):
-    """Seed 003: six Conv-BN-ReLU-pool-dropout blocks (widths: each configured width twice)."""
+    """Six Conv-BN-ReLU-pool-dropout blocks (widths: each configured width twice)."""
     for index in range(6):
         filters = config.filters[min(index // 2, len(config.filters) - 1)]
         x = conv_bn_relu(x, filters, name=f"block{index + 1}")
@@ -144,7 +143,7 @@ class AffineSampler(layers.Layer):
 
 
 def spatial_transformer(x, config: TrainConfig):
-    """Seed 004: a localisation network predicts an affine transform (starting at identity)."""
+    """A localisation network predicts an affine transform (starting at identity)."""
     theta = layers.Conv2D(config.filters[0], 5, activation="relu", name="loc_conv")(x)
     theta = layers.MaxPooling2D(name="loc_pool")(theta)
     theta = layers.GlobalAveragePooling2D(name="loc_gap")(theta)
@@ -163,9 +162,9 @@ def stn_body(x, config: TrainConfig):
 
 
 def resnet101v2_body(x, config: TrainConfig):
-    """Seed 001: ResNet101V2 transfer learning with a GAP + Dense(1024, L2) + BN head.
+    """ResNet101V2 transfer learning with a GAP + Dense(1024, L2) + BN head.
 
-    The backbone starts frozen when a fine-tuning phase follows (train.fine_tune unfreezes it)
+    The backbone starts frozen when a fine-tuning phase follows (fit.py unfreezes it)
     and runs in inference mode so its BatchNorm statistics stay those of the weights.
     """
     if x.shape[-1] == 1:

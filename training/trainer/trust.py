@@ -1,7 +1,7 @@
 """Calibration (temperature scaling), class-activation maps and the out-of-distribution guard.
 
 numpy / scipy only: the same arithmetic the exported ONNX graph carries (export.py) and
-the inference service applies (inference.trust), so each can be checked against the other.
+the inference service applies (cxr_model.trust), so each can be checked against the other.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from inference.card import Preprocessing
-from inference.preprocessing import preprocess_array, preprocess_bytes
-from inference.trust import calibrate
+from pydantic import BaseModel
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_auc_score
+
+from cxr_model.card import OutOfDistribution, Preprocessing
+from cxr_model.preprocessing import preprocess_array, preprocess_bytes
+from cxr_model.trust import calibrate
 
 CT_SLICE = Path("dicom") / "CT_small.dcm"  # under the data folder
 # scikit-image sample images that ship inside the wheel (others need a download)
@@ -53,17 +55,17 @@ SHRINKAGE = 0.01  # of the mean variance, added to the covariance's diagonal (de
 # --- calibration ------------------------------------------------------------------------
 
 
-def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    rows = np.arange(len(labels))
-    return float(-np.mean(np.log(np.clip(probabilities[rows, labels], 1e-12, 1.0))))
+def negative_log_likelihood(label_ids: np.ndarray, probabilities: np.ndarray) -> float:
+    rows = np.arange(len(label_ids))
+    return float(-np.mean(np.log(np.clip(probabilities[rows, label_ids], 1e-12, 1.0))))
 
 
-def fit_temperature(labels: np.ndarray, probabilities: np.ndarray) -> float:
+def fit_temperature(label_ids: np.ndarray, probabilities: np.ndarray) -> float:
     """The temperature T minimising the NLL of softmax(log(p) / T) (searched on log T)."""
-    labels = np.asarray(labels).reshape(-1)
+    label_ids = np.asarray(label_ids).reshape(-1)
 
     def loss(log_temperature: float) -> float:
-        return negative_log_likelihood(labels, calibrate(probabilities, float(np.exp(log_temperature))))
+        return negative_log_likelihood(label_ids, calibrate(probabilities, float(np.exp(log_temperature))))
 
     result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-5})
     return float(np.exp(result.x))
@@ -103,11 +105,11 @@ class Mahalanobis:
             return cls(means=stored["means"], precision=stored["precision"])
 
 
-def fit_mahalanobis(embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> Mahalanobis:
+def fit_mahalanobis(embeddings: np.ndarray, label_ids: np.ndarray, num_classes: int) -> Mahalanobis:
     embeddings = embeddings.astype(np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    means = np.stack([embeddings[labels == label].mean(axis=0) for label in range(num_classes)])
-    centred = embeddings - means[labels]
+    label_ids = np.asarray(label_ids).reshape(-1)
+    means = np.stack([embeddings[label_ids == label].mean(axis=0) for label in range(num_classes)])
+    centred = embeddings - means[label_ids]
     covariance = centred.T @ centred / len(embeddings)
     covariance += SHRINKAGE * np.mean(np.diag(covariance)) * np.eye(len(covariance))
     return Mahalanobis(means=means, precision=np.linalg.inv(covariance))
@@ -118,19 +120,60 @@ def ood_threshold(val_scores: np.ndarray, val_quantile: float) -> float:
     return float(np.quantile(val_scores, val_quantile))
 
 
-def ood_metrics(in_scores: np.ndarray, out_scores: dict[str, np.ndarray], threshold: float) -> dict:
+class OodMetrics(BaseModel):
+    """The guard on test images (in distribution) against out-of-distribution ones."""
+
+    auroc: float
+    test_false_flag_rate: float
+    out_flag_rate: float
+    n_in: int
+    n_out: int
+    out_flag_rate_by_kind: dict[str, float]
+    out_count_by_kind: dict[str, int]
+    val_flag_rate: float | None = None
+
+    def for_card(self) -> dict[str, float]:
+        """The headline figures; the report keeps the breakdown by kind of image."""
+        figures = self.model_dump(exclude={"out_flag_rate_by_kind", "out_count_by_kind"}, exclude_none=True)
+        return {key: float(value) for key, value in figures.items()}
+
+
+class OodEvaluation(BaseModel):
+    method: str = "mahalanobis"
+    threshold: float
+    fitted_on: str = "train"
+    threshold_on: str = "val"
+    metrics: OodMetrics
+
+    def for_card(self, output: str) -> OutOfDistribution:
+        return OutOfDistribution(
+            output=output,
+            threshold=self.threshold,
+            fitted_on=self.fitted_on,
+            threshold_on=self.threshold_on,
+            metrics=self.metrics.for_card(),
+        )
+
+
+def ood_metrics(
+    in_scores: np.ndarray,
+    out_scores: dict[str, np.ndarray],
+    threshold: float,
+    val_scores: np.ndarray | None = None,
+) -> OodMetrics:
     """AUROC of in (test split) vs all out-of-distribution images, and who gets flagged."""
     everything_out = np.concatenate(list(out_scores.values()))
-    labels = np.r_[np.zeros(len(in_scores)), np.ones(len(everything_out))]
-    return {
-        "auroc": float(roc_auc_score(labels, np.r_[in_scores, everything_out])),
-        "test_false_flag_rate": float(np.mean(in_scores > threshold)),
-        "out_flag_rate": float(np.mean(everything_out > threshold)),
-        "n_in": len(in_scores),
-        "n_out": len(everything_out),
-        "out_flag_rate_by_kind": {kind: float(np.mean(scores > threshold)) for kind, scores in out_scores.items()},
-        "out_count_by_kind": {kind: len(scores) for kind, scores in out_scores.items()},
-    }
+    truth = np.r_[np.zeros(len(in_scores)), np.ones(len(everything_out))]
+    return OodMetrics(
+        auroc=float(roc_auc_score(truth, np.r_[in_scores, everything_out])),
+        test_false_flag_rate=float(np.mean(in_scores > threshold)),
+        out_flag_rate=float(np.mean(everything_out > threshold)),
+        n_in=len(in_scores),
+        n_out=len(everything_out),
+        out_flag_rate_by_kind={kind: float(np.mean(scores > threshold)) for kind, scores in out_scores.items()},
+        out_count_by_kind={kind: len(scores) for kind, scores in out_scores.items()},
+        val_flag_rate=None if val_scores is None else float(np.mean(val_scores > threshold)),
+    )
 
 
 def out_of_distribution_images(

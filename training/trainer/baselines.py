@@ -1,0 +1,89 @@
+"""What the CNN's embeddings are worth on their own: an SVM and a random forest trained on them
+(same splits, same decision rule, same metrics), and a t-SNE map of train vs test."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.manifold import TSNE
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from cxr_model.card import Decision, ModelCard
+from trainer.decision import positive_class
+from trainer.metrics import SplitEvaluation, choose_threshold, evaluate_split
+
+MAX_BASELINE_TRAIN = 2000  # SVM fitting grows quadratically; a seeded subset is plenty for a baseline
+MAX_TSNE_POINTS = 300  # per split
+
+
+class Baseline(BaseModel):
+    decision: Decision  # a binary baseline's threshold is chosen on val like the CNN's
+    test: SplitEvaluation
+
+
+class TsneMap(BaseModel):
+    train: list[tuple[float, float]]
+    test: list[tuple[float, float]]
+
+
+def embedding_baselines(
+    embeddings: dict[str, np.ndarray],
+    label_ids: dict[str, np.ndarray],
+    card: ModelCard,
+    min_sensitivity: float,
+    seed: int,
+) -> dict[str, Baseline]:
+    """SVM and random forest fitted on the train embeddings, thresholds chosen on val, scored on
+    test; each decides as `card` says, with its own threshold and without calibration."""
+    labels = tuple(card.labels)
+    rows = np.random.default_rng(seed).permutation(len(label_ids["train"]))[:MAX_BASELINE_TRAIN]
+    classifiers = {
+        "svm": make_pipeline(StandardScaler(), SVC(probability=True, random_state=seed)),
+        "random_forest": RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2),
+    }
+    results = {}
+    for name, classifier in classifiers.items():
+        with warnings.catch_warnings():
+            # SVC(probability=True) is deprecated from scikit-learn 1.9 for CalibratedClassifierCV,
+            # whose cross-validation fails on classes with fewer members than folds (tiny sets).
+            warnings.simplefilter("ignore", FutureWarning)
+            classifier.fit(embeddings["train"][rows], label_ids["train"][rows])
+        val, test = (all_class_probabilities(classifier, embeddings[split], len(labels)) for split in ("val", "test"))
+        decision = baseline_decision(labels, label_ids["val"], val, min_sensitivity)
+        rule = card.model_copy(update={"decision": decision, "calibration": None})
+        results[name] = Baseline(decision=decision, test=evaluate_split(rule, label_ids["test"], test))
+    return results
+
+
+def baseline_decision(
+    labels: tuple[str, ...], val_label_ids: np.ndarray, val: np.ndarray, min_sensitivity: float
+) -> Decision:
+    positive = positive_class(labels)
+    if positive is None:
+        return Decision()
+    return Decision(positive_class=positive, threshold=choose_threshold(val_label_ids, val[:, 1], min_sensitivity))
+
+
+def all_class_probabilities(classifier: Any, features: np.ndarray, num_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, also those missing from the training subset."""
+    probabilities = np.zeros((len(features), num_classes))
+    probabilities[:, classifier.classes_] = classifier.predict_proba(features)
+    return probabilities
+
+
+def tsne_map(train: np.ndarray, test: np.ndarray, seed: int) -> TsneMap:
+    """A seeded sample of each split's embeddings, projected together to two dimensions."""
+    rng = np.random.default_rng(seed)
+    train = train[rng.permutation(len(train))[:MAX_TSNE_POINTS]]
+    test = test[rng.permutation(len(test))[:MAX_TSNE_POINTS]]
+    points = np.concatenate([train, test])
+    perplexity = float(min(30, max(2, (len(points) - 1) // 3)))
+    projected = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+    as_pairs = [(float(x), float(y)) for x, y in projected]
+    return TsneMap(train=as_pairs[: len(train)], test=as_pairs[len(train) :])
