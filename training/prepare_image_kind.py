@@ -17,6 +17,7 @@ Real images are linked, never copied; made images are written as PNG.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +33,12 @@ KINDS: dict[str, list[str]] = {
         "other-images/mednist/HeadCT",
         "other-images/mednist/BreastMRI",
     ],
+}
+# the words the card gives each kind (written to <out>/classes.json for the trainer's --classes)
+CLASSES = {
+    "chest_ct": {"name": "Chest CT slice", "finding": "An axial CT slice of the chest"},
+    "chest_xray": {"name": "Chest X-ray", "finding": "A frontal chest radiograph"},
+    "other": {"name": "Other image", "finding": "Not a chest X-ray or a chest CT slice"},
 }
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 MADE_PER_RECIPE = 150
@@ -147,6 +154,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args()
     counts = link_real_images(arguments.data_dir, arguments.out) | write_made_images(arguments.out)
+    (arguments.out / "classes.json").write_text(json.dumps(CLASSES, indent=2) + "\n")
     for source, count in counts.items():
         print(f"{count:6d}  {source}")
 
