@@ -177,9 +177,12 @@ def run(requests: int, concurrencies: list[int]) -> None:
             httpx.Client(base_url=env["GATEWAY_URL"], headers=auth, timeout=120, limits=limits) as gateway,
             httpx.Client(base_url=env["INFERENCE_URL"], timeout=120, limits=limits) as direct,
         ):
+            timings: list[dict[str, float]] = []  # the gateway's own account of each classification
 
             def via_gateway():
-                checked(gateway.post("/classify", files={"file": ("x.jpg", image)}), 201)
+                response = gateway.post("/classify", files={"file": ("x.jpg", image)})
+                checked(response, 201)
+                timings.append(response.json()["timings"])
 
             def direct_inference():
                 headers = {"Content-Type": "image/jpeg"}
@@ -189,13 +192,20 @@ def run(requests: int, concurrencies: list[int]) -> None:
             print(f"{requests} requests per cell; one {len(image)}-byte JPEG; logs in {logs}\n")
             print(table_row("concurrency", "gateway req/s", "p50 ms", "p99 ms", "inference req/s", "p50 ms", "p99 ms"))
             print("-" * 84)
-            cpu_by_concurrency = {}
+            cpu_by_concurrency, parts_by_concurrency = {}, {}
             for concurrency in concurrencies:
+                timings.clear()
                 with CpuMeter(pids) as cpu:
                     through_gateway = measure(via_gateway, requests, concurrency)
                 cpu_by_concurrency[concurrency] = cpu
+                parts_by_concurrency[concurrency] = {
+                    name: statistics.median(t[name] for t in timings if t.get(name) is not None)
+                    for name in timings[0]
+                    if any(t.get(name) is not None for t in timings)
+                }
                 print(table_row(concurrency, *through_gateway, *measure(direct_inference, requests, concurrency)))
             print_cpu_table(cpu_by_concurrency, requests)
+            print_parts_table(parts_by_concurrency)
         s3_client = boto3.client(
             "s3",
             endpoint_url=env["S3_ENDPOINT_URL"],
@@ -216,6 +226,16 @@ def print_cpu_table(cpu_by_concurrency: dict[int, CpuMeter], requests: int) -> N
         spent = cpu.per_request_ms(requests)
         cells = [f"{concurrency:>11}", *(f"{spent[name]:>{max(len(name), 5)}.1f}" for name in names)]
         print(" | ".join([*cells, f"{cpu.machine_busy():>11.0%}"]))
+
+
+def print_parts_table(parts_by_concurrency: dict[int, dict[str, float]]) -> None:
+    """p50 of each part of a classification as the gateway times it (`timings` of the answer): `gate_ms` is the
+    image-kind model with the intended-use check, `inference_ms` the classifier."""
+    names = list(next(iter(parts_by_concurrency.values())))
+    print("\np50 ms of each part of POST /classify (the answer's timings)")
+    print(" | ".join(["concurrency", *(f"{name:>12}" for name in names)]))
+    for concurrency, parts in parts_by_concurrency.items():
+        print(" | ".join([f"{concurrency:>11}", *(f"{parts.get(name, float('nan')):>12.1f}" for name in names)]))
 
 
 def main() -> None:

@@ -230,8 +230,7 @@ def measure_onnxruntime(repository: Path, model: BenchModel, batch: int, count: 
     from inference.model import OnnxModel
     from inference.settings import Settings
 
-    onnx_model = OnnxModel(latest_version(repository, model.name), Settings())
-    onnx_model.load()
+    onnx_model = OnnxModel.load(latest_version(repository, model.name), Settings())
     feeds = {onnx_model.image_input: np.repeat(model.image, batch, axis=0)}
     calls = max(count // batch, 5)
     latencies = []

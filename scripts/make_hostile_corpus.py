@@ -8,7 +8,11 @@ broken multipart framing (those entries are whole HTTP bodies, not files).
     python scripts/make_hostile_corpus.py OUT_DIR   # writes one file per entry
 
 Every entry states the statuses it may get and the problem `code` (None when the upload
-is a decodable image and is classified: 201).
+is a decodable image and is classified: 201). The gateway checks every image against the
+intended use of the models before it is classified (README, *Intended use*): the malformed
+DICOM files are therefore a CT slice relabelled as a frontal chest radiograph, so that the
+header passes and their pixels reach the decoders, and an image no model is made for (a black
+image) is refused as `unsupported_image_kind`.
 """
 
 from __future__ import annotations
@@ -86,7 +90,24 @@ def sample_png() -> bytes:
 
 
 def sample_dicom() -> Dataset:
-    return pydicom.dcmread(DATA_DIR / "dicom" / "CT_small.dcm")
+    """The real CT slice, its header relabelled as a child's frontal chest radiograph (CR, CHEST, PA):
+    what the malformed files are made from, so that their pixels reach the decoders."""
+    dataset = pydicom.dcmread(DATA_DIR / "dicom" / "CT_small.dcm")
+    dataset.Modality, dataset.BodyPartExamined, dataset.ViewPosition = "CR", "CHEST", "PA"
+    dataset.ImageType = ["ORIGINAL", "PRIMARY"]
+    dataset.PatientAge = "004Y"
+    return dataset
+
+
+def with_chest_xray_pixels(dataset: Dataset) -> Dataset:
+    """The data set holding the sample chest X-ray (8-bit grey in 16-bit words) as its pixels."""
+    pixels = sample_image()
+    dataset.Rows, dataset.Columns = pixels.height, pixels.width
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 0
+    dataset.RescaleIntercept, dataset.RescaleSlope = 0, 1
+    dataset.WindowCenter, dataset.WindowWidth = 128, 256
+    dataset.PixelData = b"".join(struct.pack("<H", value) for value in pixels.tobytes())
+    return dataset
 
 
 def dicom_bytes(dataset: Dataset) -> bytes:
@@ -232,10 +253,18 @@ def corrupted_images() -> list[HostileFile]:
     idat = next(offset for offset, kind in png_chunks(png) if kind == b"IDAT")
     ihdr_crc = 8 + 8 + 13  # signature, IHDR length + type, IHDR payload
     return [
-        # zeros in the scan data: libjpeg still decodes (grey blocks); the JPEG stays an image
-        accepted("jpeg-zeroed-scan.jpg", jpeg[:scan] + b"\x00" * 2000 + jpeg[scan + 2000 :]),
-        # a marker (RST7) in the scan data where none may be: libjpeg resyncs and still decodes
-        accepted("jpeg-bogus-marker-in-scan.jpg", jpeg[:scan] + b"\xff\xd7" * 100 + jpeg[scan + 200 :]),
+        # zeros in the scan data: libjpeg still decodes (grey blocks), and the image-kind model sees no chest
+        # X-ray in what is left: no model is made for it
+        refused(
+            "jpeg-zeroed-scan.jpg", jpeg[:scan] + b"\x00" * 2000 + jpeg[scan + 2000 :], 422, "unsupported_image_kind"
+        ),
+        # a marker (RST7) in the scan data where none may be: libjpeg resyncs and decodes, the same blocks
+        refused(
+            "jpeg-bogus-marker-in-scan.jpg",
+            jpeg[:scan] + b"\xff\xd7" * 100 + jpeg[scan + 200 :],
+            422,
+            "unsupported_image_kind",
+        ),
         # a broken quantisation/huffman table header: the decoder refuses the file
         refused("jpeg-corrupt-tables.jpg", flipped(jpeg, 4, 200), 422, "corrupt_image"),
         # zlib stream of the pixels corrupted: inflating fails
@@ -291,7 +320,8 @@ def unusual_valid_images() -> list[HostileFile]:
         accepted("rgba.png", encoded(image.convert("RGBA"), "PNG")),
         accepted("palette.png", encoded(image.convert("P"), "PNG")),
         accepted("animated.png", encoded(image, "PNG", save_all=True, append_images=[image.rotate(90)])),  # first frame
-        accepted("1x1.png", encoded(Image.new("L", (1, 1)), "PNG")),
+        # decodes, but one black pixel is no chest X-ray: no model is made for it
+        refused("1x1.png", encoded(Image.new("L", (1, 1)), "PNG"), 422, "unsupported_image_kind"),
     ]
 
 
@@ -343,7 +373,8 @@ def malformed_dicoms() -> list[HostileFile]:
             "dicom-pixels-shorter-than-rows-cols.dcm", dicom_with(PixelData=b"\x00\x00" * 100), 422, "corrupt_image"
         ),
         too_large("dicom-rows-cols-65535.dcm", dicom_with(Rows=65535, Columns=65535)),
-        refused("dicom-zero-rows.dcm", dicom_with(Rows=0), 422, "corrupt_image"),
+        # the header alone says the image has no rows: refused before any pixel is read
+        refused("dicom-zero-rows.dcm", dicom_with(Rows=0), 422, "image_too_small"),
         refused("dicom-bits-allocated-7.dcm", dicom_with(BitsAllocated=7), 422, "corrupt_image"),
         # a private transfer syntax: the data set cannot be rewritten (de-identified) in it
         refused("dicom-unknown-transfer-syntax.dcm", dicom_with_transfer_syntax("1.2.3.4.5.6.7"), 422, "corrupt_image"),
@@ -367,8 +398,9 @@ def malformed_dicoms() -> list[HostileFile]:
             422,
             "corrupt_image",
         ),
-        # 1000 RLE frames of 1024x1024 zeros: 16 MB that would decode to 1 GB; only the first frame is used
-        accepted("dicom-rle-1000-frames.dcm", dicom_rle_frames_of_zeros(1024, 1000)),
+        # 1000 RLE frames of 1024x1024 zeros: 16 MB that would decode to 1 GB; only the first frame is used,
+        # by the image-kind model, which sees a black image: no model is made for it
+        refused("dicom-rle-1000-frames.dcm", dicom_rle_frames_of_zeros(1024, 1000), 422, "unsupported_image_kind"),
         # thousands of private elements and a 5 MB one: all dropped by de-identification, the image is fine
         accepted("dicom-enormous-header.dcm", dicom_with_enormous_header()),
     ]
@@ -427,7 +459,7 @@ def dicom_with_transfer_syntax(uid: str) -> bytes:
 
 
 def dicom_with_enormous_header() -> bytes:
-    dataset = sample_dicom()
+    dataset = with_chest_xray_pixels(sample_dicom())
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     for index in range(5000):
         dataset.add_new((0x0011, 0x1000 + index), "LO", f"private value {index}")

@@ -56,7 +56,7 @@ def test_results_list_detail_and_image(admin_client, sample_xrays):
     assert page["items"][0]["id"] == created["id"]  # newest first
     assert page["total"] >= 1 and page["limit"] == 5
 
-    assert created.pop("timings").keys() == {"inference_ms", "storage_ms", "database_ms"}
+    assert created.pop("timings").keys() == {"gate_ms", "inference_ms", "storage_ms", "database_ms"}
     assert admin_client.get(f"/results/{created['id']}").json() == created
     image = admin_client.get(created["image"]["url"])
     assert image.status_code == 200 and image.content == data

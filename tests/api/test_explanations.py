@@ -24,7 +24,18 @@ from support import (
     new_api_client,
     noise_png,
     png_image,
+    stored_counts,
 )
+
+
+# An adult's chest X-ray from another hospital (NIH ChestX-ray14): it passes the intended-use gate (a chest
+# X-ray, no DICOM header to tell the age) and the pediatric model's out-of-distribution guard flags it.
+UNUSUAL_XRAY = Path("adult-cxr") / "nih" / "normal" / "00001308_002.png"
+
+
+@pytest.fixture(scope="module")
+def unusual_xray(data_dir) -> bytes:
+    return (data_dir / UNUSUAL_XRAY).read_bytes()
 
 
 def classify(client, data: bytes, name: str = "upload.png") -> dict:
@@ -98,16 +109,27 @@ def test_a_sample_xray_is_calibrated_explained_and_not_flagged(admin_client, sam
 
 
 @pytest.mark.parametrize("make_image", [blank_png, noise_png], ids=["blank", "noise"])
-def test_images_unlike_chest_xrays_are_flagged(admin_client, make_image):
-    result = classify(admin_client, make_image())
+def test_images_unlike_chest_xrays_are_refused_before_the_model_runs(admin_client, make_image, database, s3_server):
+    """They were classified and flagged as unusual before the intended-use gate; now no model sees them."""
+    before = stored_counts(database, s3_server)
+    response = admin_client.post("/classify", files={"file": ("upload.png", make_image())})
 
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "unsupported_image_kind" and response.json()["image_kind"]["label"] == "other"
+    assert stored_counts(database, s3_server) == before
+
+
+def test_a_chest_xray_unlike_the_training_images_is_flagged(admin_client, unusual_xray):
+    result = classify(admin_client, unusual_xray)
+
+    assert result["image_kind"]["label"] == "chest_xray" and result["warnings"] == []
     assert result["ood"]["flagged"] is True and result["ood"]["score"] > result["ood"]["threshold"]
     assert admin_client.get(f"/results/{result['id']}").json()["ood"] == result["ood"]
     assert heatmap_png(admin_client, result).size == (OVERLAY_LONG_SIDE, OVERLAY_LONG_SIDE)
 
 
-def test_results_filter_by_the_ood_flag(service_client, sample_xrays):
-    flagged = classify(service_client, blank_png())
+def test_results_filter_by_the_ood_flag(service_client, sample_xrays, unusual_xray):
+    flagged = classify(service_client, unusual_xray)
     typical = classify(service_client, sample_xrays["normal"][0].read_bytes(), "x.jpg")
 
     only_flagged = service_client.get("/results", params={"ood": "true"}).json()
@@ -182,6 +204,7 @@ def model_without_extras(tmp_path) -> Path:
     for extra in ("calibration", "ood", "explanation"):
         card.pop(extra, None)
     (target / "model.json").write_text(json.dumps(card))
+    shutil.copytree(MODEL_REPOSITORY / "image-kind", tmp_path / "models" / "image-kind")  # the gate needs it
     return tmp_path / "models"
 
 

@@ -29,9 +29,19 @@ ANSWER = {
 
 
 def answering(app_client, body: bytes) -> None:
-    """The app's inference client, answering every classification with `body`."""
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    """The app's inference client, answering the X-ray model's classifications with `body`; the rest (the
+    image-kind model, the model cards) is asked of the real inference service."""
+    real = httpx.Client(base_url=app_client.app.state.settings.inference_url, timeout=30)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/models/pneumonia-xray/classify":
+            return httpx.Response(200, content=body)
+        answer = real.request(request.method, request.url.path, content=request.content, headers=request.headers)
+        content_type = answer.headers.get("content-type", "application/json")
+        return httpx.Response(answer.status_code, content=answer.content, headers={"content-type": content_type})
+
     app_client.app.state.inference_client.close()
+    transport = httpx.MockTransport(handle)
     app_client.app.state.inference_client.client = httpx.Client(base_url="http://inference", transport=transport)
 
 

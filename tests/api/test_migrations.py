@@ -20,6 +20,7 @@ EXPECTED_TABLES = {
     "revoked_access_tokens",
     "login_throttles",
     "audit_events",
+    "audit_chain",
     "alembic_version",
 }
 
@@ -224,3 +225,107 @@ def test_0006_moves_the_flat_answer_into_one_json_column_and_back(empty_database
     assert uuid.UUID(str(uploader)) == uuid.UUID(USER_ID) and client is None
     command.downgrade(config, "base")
     engine.dispose()
+
+
+def test_0008_adds_what_the_intended_use_gate_saw_to_results_and_removes_it(empty_database_url):
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    added = {"image_kind", "warnings", "age_band"}
+    command.upgrade(config, "0005")
+    with engine.begin() as connection:
+        _result_row_at_0005(connection)
+
+    command.upgrade(config, "0008")
+    assert added <= {c["name"] for c in inspect(engine).get_columns("results")}
+    with engine.connect() as connection:  # a result from before the gate: no kind, no warnings, no age band
+        kind, warnings, band = connection.execute(text("SELECT image_kind, warnings, age_band FROM results")).one()
+    assert (kind, _json(warnings), band) == (None, [], None)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE results SET image_kind = :kind, warnings = :warnings, age_band = '18-64'"),
+            {
+                "kind": json.dumps({"label": "chest_xray", "name": "Chest X-ray", "probability": 0.99, "model": "k/1"}),
+                "warnings": json.dumps(
+                    [{"code": "population_mismatch", "detail": "d", "found": "18-64", "accepted": []}]
+                ),
+            },
+        )
+
+    command.downgrade(config, "0007")
+    assert not added & {c["name"] for c in inspect(engine).get_columns("results")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT label FROM results")).scalar_one() == "pneumonia"
+    command.downgrade(config, "base")
+    engine.dispose()
+
+
+def _audit_events_at_0006(connection) -> list[str]:
+    """Three events as schema 0006 stored them (no chain), written out of time order; returns their ids."""
+    ids = [f"{n:032x}" for n in (23, 21, 22)]
+    for event_id, moment in zip(
+        ids, ("2026-11-30 10:00:02.000000", "2026-11-30 10:00:00.000000", "2026-11-30 10:00:01.500000"), strict=True
+    ):
+        connection.execute(
+            text(
+                "INSERT INTO audit_events (id, occurred_at, actor_kind, actor_id, actor_name, action, target, outcome,"
+                " ip, request_id, detail) VALUES (:id, :at, 'user', 'u', 'someone', 'auth.login', NULL, 'success',"
+                " '127.0.0.1', 'r', 'Zürich, \"quoted\"')"
+            ),
+            {"id": event_id, "at": moment},
+        )
+    return ids
+
+
+def test_0007_chains_the_stored_audit_events_and_adds_the_account_columns(empty_database_url):
+    from gateway import audit_chain
+    from gateway.db import make_engine, make_session_factory
+
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    command.upgrade(config, "0006")
+    with engine.begin() as connection:
+        later, earliest, middle = _audit_events_at_0006(connection)
+        _result_row_at_0005_users_only(connection)
+
+    command.upgrade(config, "0007")
+    inspector = inspect(engine)
+    assert {"seq", "prev_hash", "hash"} <= {c["name"] for c in inspector.get_columns("audit_events")}
+    assert {"ix_audit_events_seq", "ix_audit_events_unchained"} <= {
+        index["name"] for index in inspector.get_indexes("audit_events")
+    }
+    assert {"must_change_password", "session_epoch"} <= {c["name"] for c in inspector.get_columns("users")}
+    with engine.connect() as connection:
+        chained = connection.execute(text("SELECT id, seq, prev_hash, hash FROM audit_events ORDER BY seq")).all()
+        head = connection.execute(text("SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain")).one()
+        must_change, epoch = connection.execute(text("SELECT must_change_password, session_epoch FROM users")).one()
+    assert [uuid.UUID(str(row.id)) for row in chained] == [uuid.UUID(i) for i in (earliest, middle, later)]
+    assert [row.seq for row in chained] == [1, 2, 3]
+    assert chained[0].prev_hash == audit_chain.GENESIS_HASH
+    assert [row.prev_hash for row in chained[1:]] == [row.hash for row in chained[:-1]]
+    assert tuple(head) == (3, chained[-1].hash, 0, audit_chain.GENESIS_HASH)
+    assert not must_change and epoch == 0
+    sessions = make_engine(empty_database_url)
+    with make_session_factory(sessions)() as session:  # the migration's hashes are the code's
+        report = audit_chain.verify(session)
+    sessions.dispose()
+    assert report.ok and report.checked == 3, report.problems
+
+    command.downgrade(config, "0006")
+    inspector = inspect(engine)
+    assert "audit_chain" not in inspector.get_table_names()
+    assert not {"seq", "prev_hash", "hash"} & {c["name"] for c in inspector.get_columns("audit_events")}
+    assert not {"must_change_password", "session_epoch"} & {c["name"] for c in inspector.get_columns("users")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 3
+    command.downgrade(config, "base")
+    engine.dispose()
+
+
+def _result_row_at_0005_users_only(connection) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO users (id, username, hashed_password, role, is_active, created_at)"
+            " VALUES (:id, 'someone-else', 'x', 'clinician', true, '2026-11-30 00:00:00.000000')"
+        ),
+        {"id": f"{31:032x}"},
+    )

@@ -76,8 +76,8 @@ def test_callers_over_their_limit_get_429_with_retry_after(gateway_with):
 
 
 def test_the_redis_limit_is_shared_by_replicas(gateway_with):
-    first = gateway_with(RATE_LIMIT_PER_MINUTE="3", RATE_LIMIT_REDIS_URL=REDIS_URL)
-    second = gateway_with(RATE_LIMIT_PER_MINUTE="3", RATE_LIMIT_REDIS_URL=REDIS_URL)
+    first = gateway_with(RATE_LIMIT_PER_MINUTE="3", REDIS_URL=REDIS_URL)
+    second = gateway_with(RATE_LIMIT_PER_MINUTE="3", REDIS_URL=REDIS_URL)
     second.headers["Authorization"] = first.headers["Authorization"]  # one caller, two replicas
     wait_for_a_fresh_window()
     assert statuses(first, 2) + statuses(second, 2) == [200, 200, 200, 429]

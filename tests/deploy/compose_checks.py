@@ -34,6 +34,7 @@ SECRET_VARIABLES = {
     "S3_ACCESS_KEY_ID",
     "S3_SECRET_ACCESS_KEY",
     "FIRST_ADMIN_PASSWORD",
+    "REDIS_PASSWORD",
 }
 # Secrets only an override file asks for (added to .env by the operator, docs/operations.md).
 OVERRIDE_SECRET_VARIABLES = {"GRAFANA_ADMIN_PASSWORD"}

@@ -29,7 +29,14 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 K8S_BASE = REPO_ROOT / "k8s/base"
 
 # Our services (compose service / Kubernetes container name) and the image each runs.
-SERVICE_IMAGES = {"inference": "inference", "api": "api", "migrate": "api", "reaper": "api", "frontend": "frontend"}
+SERVICE_IMAGES = {
+    "inference": "inference",
+    "api": "api",
+    "migrate": "api",
+    "reaper": "api",
+    "purge": "api",
+    "frontend": "frontend",
+}
 
 # libpq reads the database password from here, so it never has to sit inside DATABASE_URL.
 LIBPQ_ENV = {"PGPASSWORD"}
@@ -242,12 +249,19 @@ def _reaper_settings_class():
     return ReaperSettings
 
 
+def _purge_settings_class():
+    from gateway.settings import PurgeSettings
+
+    return PurgeSettings
+
+
 def _settings_class(service: str):
     return {
         "inference": _inference_settings_class,
         "api": _gateway_settings_class,
         "migrate": _prestart_settings_class,
         "reaper": _reaper_settings_class,
+        "purge": _purge_settings_class,
     }[service]()
 
 

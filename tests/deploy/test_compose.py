@@ -19,6 +19,7 @@ from compose_checks import (
     compose_schema_errors,
     environment,
     interpolate,
+    placeholder_variables,
     strings_in,
 )
 from deploy_checks import (
@@ -60,8 +61,20 @@ def test_compose_file_matches_the_compose_specification(compose):
 
 
 def test_runs_the_whole_product(services):
-    assert set(services) == {"postgres", "minio", "minio-setup", "migrate", "inference", "api", "frontend", "reaper"}
-    assert services["reaper"]["profiles"] == ["maintenance"]  # run from cron, not by `up`
+    assert set(services) == {
+        "postgres",
+        "minio",
+        "minio-setup",
+        "redis",
+        "migrate",
+        "inference",
+        "api",
+        "frontend",
+        "reaper",
+        "purge",
+    }
+    for maintenance in ("reaper", "purge"):  # run from cron, not by `up`
+        assert services[maintenance]["profiles"] == ["maintenance"]
 
 
 def test_only_the_frontend_is_published_on_its_nginx_port(services):
@@ -153,8 +166,10 @@ def test_start_order(services):
         "minio-setup": "service_completed_successfully",
         "migrate": "service_completed_successfully",
         "inference": "service_healthy",
+        "redis": "service_healthy",
     }
     assert waits_for("frontend") == {"api": "service_healthy"}
+    assert waits_for("purge") == waits_for("reaper") == {"postgres": "service_healthy", "minio": "service_healthy"}
 
 
 def test_postgres_and_minio_keep_data_in_named_volumes_and_report_health(compose, services):
@@ -242,6 +257,37 @@ def test_minio_setup_creates_the_bucket_and_key_the_gateway_uses(services):
     assert re.search(r'mc admin user add cxr "\$\$S3_ACCESS_KEY_ID" "\$\$S3_SECRET_ACCESS_KEY"', script)
 
 
+def test_redis_is_shared_by_the_gateway_with_its_password_and_keeps_nothing_on_disk(services):
+    redis_env, api = environment(services["redis"]), environment(services["api"])
+    url = urlsplit(api["REDIS_URL"])
+    assert (url.scheme, url.hostname, url.port, url.password) == ("redis", "redis", 6379, None)
+    command = [interpolate(str(word), placeholder_variables()) for word in services["redis"]["command"]]
+    assert command[command.index("--requirepass") + 1] == api["REDIS_PASSWORD"] == redis_env["REDIS_PASSWORD"]
+    assert command[command.index("--save") + 1] == "" and command[command.index("--appendonly") + 1] == "no"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"  # never evict a sign-in lock
+    assert "volumes" not in services["redis"] and "/data" in services["redis"]["tmpfs"]
+    assert services["redis"]["user"] != "0" and services["redis"]["networks"] == ["backend"]
+    check = services["redis"]["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL" and "ping" in check[1] and "$$REDIS_PASSWORD" in check[1]
+    settings = settings_from_env("api", api)
+    assert settings.redis_url == api["REDIS_URL"] and settings.redis_password == api["REDIS_PASSWORD"]
+
+
+def test_purge_runs_the_retention_module_with_the_reapers_access_and_its_ages(services):
+    import importlib.util
+
+    purge, reaper = services["purge"], services["reaper"]
+    assert purge["command"] == ["python", "-m", "gateway.purge"]
+    assert importlib.util.find_spec("gateway.purge") is not None
+    assert purge["image"] == services["api"]["image"] and purge["restart"] == "no"
+    env = environment(purge)
+    assert "JWT_SECRET" not in env and set(env) - {"RETENTION_DAYS", "AUDIT_RETENTION_DAYS"} == set(environment(reaper))
+    settings = settings_from_env("purge", env)
+    assert settings.retention_days == 0 and settings.audit_days == 0, "off unless the operator sets it"
+    chosen = settings_from_env("purge", environment(purge, placeholder_variables() | {"RETENTION_DAYS": "3650"}))
+    assert (chosen.retention_days, chosen.audit_days) == (3650, 3650)
+
+
 def test_migrate_runs_the_prestart_module(services):
     import importlib.util
 
@@ -268,7 +314,7 @@ def test_containers_are_hardened(services):
 
 def test_backend_services_are_unreachable_from_the_frontend(compose, services):
     frontend_networks = set(services["frontend"]["networks"])
-    for name in ("inference", "postgres", "minio"):
+    for name in ("inference", "postgres", "minio", "redis"):
         assert not frontend_networks & set(services[name]["networks"]), name
     assert set(services["api"]["networks"]) & frontend_networks
     assert compose["networks"]["backend"]["internal"] is True

@@ -54,16 +54,17 @@ def test_merged_file_matches_the_compose_specification(model):
 def test_seaweedfs_replaces_minio(services):
     assert "seaweedfs" in services
     assert "minio" not in services and "minio-setup" not in services
-    assert set(services) == {"postgres", "seaweedfs", "migrate", "inference", "api", "frontend"}
+    assert set(services) == {"postgres", "seaweedfs", "redis", "migrate", "inference", "api", "frontend"}
 
 
 def test_nothing_that_runs_waits_for_a_service_that_does_not(services):
     for name, service in services.items():
         for dependency in service.get("depends_on") or {}:
             assert dependency in services, f"{name} waits for {dependency}, which this file does not start"
-    # the orphan sweep (profile maintenance) too
-    reaper = load_compose(SEAWEEDFS_OVERRIDE)["services"]["reaper"]
-    assert set(reaper["depends_on"]) == {"postgres", "seaweedfs"}
+    # the orphan sweep and the retention purge (profile maintenance) too
+    for name in ("reaper", "purge"):
+        maintenance = load_compose(SEAWEEDFS_OVERRIDE)["services"][name]
+        assert set(maintenance["depends_on"]) == {"postgres", "seaweedfs"}, name
 
 
 def test_the_gateway_waits_for_a_healthy_store(services):
@@ -76,7 +77,7 @@ def test_the_gateway_waits_for_a_healthy_store(services):
 
 def test_the_gateway_uses_the_key_and_bucket_seaweedfs_creates(model):
     store = environment(model["services"]["seaweedfs"])
-    for service in ("api", "reaper"):
+    for service in ("api", "reaper", "purge"):
         env = environment(model["services"][service])
         endpoint = urlsplit(env["S3_ENDPOINT_URL"])
         assert (endpoint.hostname, endpoint.port) == ("seaweedfs", S3_PORT), service
@@ -89,8 +90,9 @@ def test_the_gateway_uses_the_key_and_bucket_seaweedfs_creates(model):
 def test_gateway_settings_are_a_valid_production_configuration(model):
     settings = settings_from_env("api", environment(model["services"]["api"]))
     assert settings.storage_backend == "s3" and settings.s3_endpoint_url == f"http://seaweedfs:{S3_PORT}"
-    reaper = settings_from_env("reaper", environment(model["services"]["reaper"]))
-    assert reaper.s3_endpoint_url == settings.s3_endpoint_url
+    for name in ("reaper", "purge"):
+        maintenance = settings_from_env(name, environment(model["services"][name]))
+        assert maintenance.s3_endpoint_url == settings.s3_endpoint_url, name
 
 
 def test_store_keeps_its_data_in_a_named_volume(model):
@@ -118,7 +120,7 @@ def test_secrets_come_only_from_env_without_defaults():
 def test_dependencies_are_replaced_not_merged():
     # guards the merge: without !override compose would keep the api waiting for minio
     raw = load_compose_file(SEAWEEDFS_OVERRIDE)["services"]
-    assert isinstance(raw["api"]["depends_on"], Override) and isinstance(raw["reaper"]["depends_on"], Override)
+    assert all(isinstance(raw[name]["depends_on"], Override) for name in ("api", "reaper", "purge"))
     merged = merge({"a": {"depends_on": {"minio": {}}}}, {"a": {"depends_on": {"seaweedfs": {}}}})
     assert set(merged["a"]["depends_on"]) == {"minio", "seaweedfs"}
     replaced = merge({"a": {"depends_on": {"minio": {}}}}, {"a": {"depends_on": Override({"seaweedfs": {}})}})
@@ -146,4 +148,4 @@ def test_docker_compose_accepts_both_files(tmp_path):
     assert (
         "minio" not in rendered and rendered["api"]["environment"]["S3_ENDPOINT_URL"] == f"http://seaweedfs:{S3_PORT}"
     )
-    assert set(rendered["api"]["depends_on"]) == {"postgres", "seaweedfs", "migrate", "inference"}
+    assert set(rendered["api"]["depends_on"]) == {"postgres", "seaweedfs", "migrate", "inference", "redis"}

@@ -47,8 +47,9 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 OUR_CONTAINERS = SERVICE_IMAGES  # our containers, by name, and the image each runs
 BACKENDS_ONLY_THE_API_REACHES = {
     "inference": {"api"},
-    "postgres": {"api", "migrate", "reaper"},
-    "minio": {"api", "reaper"},
+    "postgres": {"api", "migrate", "reaper", "purge"},
+    "minio": {"api", "reaper", "purge"},
+    "redis": {"api"},
 }
 
 
@@ -378,7 +379,7 @@ def test_in_cluster_urls_point_at_services_and_their_ports(manifests):
         name: value
         for _, container in our_containers(manifests)
         for name, value in container_env(manifests, container).items()
-        if name in ("DATABASE_URL", "INFERENCE_URL", "S3_ENDPOINT_URL", "CXR_API_UPSTREAM")
+        if name in ("DATABASE_URL", "INFERENCE_URL", "S3_ENDPOINT_URL", "CXR_API_UPSTREAM", "REDIS_URL")
     }
     assert "." not in urlsplit(urls["INFERENCE_URL"]).hostname, "inference is always in the cluster"
     for name, url in urls.items():
@@ -433,6 +434,57 @@ def test_orphan_sweep_runs_the_reaper_hourly_with_the_gateway_image_and_no_token
     assert "JWT_SECRET" not in env
     settings = settings_from_env("reaper", with_placeholder_secrets(env))
     assert settings.storage_backend == "s3" and settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_retention_purge_runs_daily_with_the_gateway_image_its_ages_and_no_token_secret(manifests):
+    cronjob = one(manifests, "CronJob", "purge")
+    (container,) = containers(cronjob)
+    assert container["command"] == ["python", "-m", "gateway.purge"]
+    assert importlib.util.find_spec("gateway.purge") is not None
+    (api,) = containers(one(manifests, "Deployment", "api"))
+    assert container["image"] == api["image"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and pod_spec(cronjob)["restartPolicy"] == "Never"
+    minute, hour, *every_day = cronjob["spec"]["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and every_day == ["*", "*", "*"]
+    env = container_env(manifests, container)
+    assert "JWT_SECRET" not in env
+    (reaper,) = containers(one(manifests, "CronJob", "reaper"))
+    assert set(env) - {"RETENTION_DAYS", "AUDIT_RETENTION_DAYS"} == set(container_env(manifests, reaper))
+    settings = settings_from_env("purge", with_placeholder_secrets(env))
+    assert settings.storage_backend == "s3" and settings.database_url.startswith("postgresql+psycopg://")
+    assert settings.retention_days == settings.audit_days == 0, "off until the operator sets the retention"
+
+
+def test_every_gateway_replica_shares_one_redis_only_the_gateway_reaches(manifests):
+    (api,) = [c for _, c in our_containers(manifests) if c["name"] == "api"]
+    env = container_env(manifests, api)
+    url = urlsplit(env["REDIS_URL"])
+    assert (url.scheme, url.hostname, url.password) == ("redis", "redis", None), "the password is in the Secret"
+    assert env["REDIS_PASSWORD"] == SecretRef("cxr-secrets", "redis-password")
+    settings = settings_from_env("api", with_placeholder_secrets(env))
+    assert settings.redis_url == env["REDIS_URL"] and settings.redis_password
+
+    redis = one(manifests, "Deployment", "redis")
+    (container,) = containers(redis)
+    assert redis["spec"]["replicas"] == 1
+    assert container_port(container, "redis") == url.port == 6379
+    server_env = container_env(manifests, container)
+    assert server_env["REDIS_PASSWORD"] == env["REDIS_PASSWORD"]
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"  # expanded by Kubernetes
+    assert args[args.index("--save") + 1] == "" and args[args.index("--appendonly") + 1] == "no"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "volumeClaimTemplates" not in redis["spec"], "counters expire within minutes: nothing to keep"
+    assert '-a "$REDIS_PASSWORD" ping' in " ".join(container["readinessProbe"]["exec"]["command"])
+
+    (policy,) = [p for p in all_of(manifests, "NetworkPolicy") if p["metadata"]["name"] == "redis-from-api"]
+    assert selects(policy, pod_labels(redis))
+    (budget,) = [
+        b
+        for b in all_of(manifests, "PodDisruptionBudget")
+        if selector_matches(b["spec"]["selector"], pod_labels(redis))
+    ]
+    assert budget["spec"] == budget["spec"] | {"maxUnavailable": 1}, "a drain may evict it: the gateway falls back"
 
 
 def test_network_policies_let_only_the_api_reach_the_backends(manifests):

@@ -9,6 +9,8 @@ What is checked, so the guide cannot silently rot:
 - every repository path under scripts/, k8s/, deploy/, services/, docs/, requirements/ or tests/
   exists;
 - every Kubernetes object a kubectl command names exists in k8s/base, in the namespace cxr;
+- every `python -m gateway.<module>` is a module of the gateway, and every gateway route named
+  (`POST /api/me/password`, `http://localhost:8080/api/results/export.csv?...`) is one it serves;
 - the services table lists docker-compose.yml's services, the optional one the override files';
 - the metrics table lists every metric the code exports, with its type and labels, every series
   the rules record and every metric of other software they use, and nothing else;
@@ -17,8 +19,10 @@ What is checked, so the guide cannot silently rot:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+from functools import cache
 
 import pytest
 import yaml
@@ -39,14 +43,18 @@ CODE_BLOCK = re.compile(r"^\s*```[^\n]*\n(.*?)^\s*```", re.DOTALL | re.MULTILINE
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 VARIABLE = re.compile(r"[A-Z][A-Z0-9_]{2,}")
 REPO_PATH = re.compile(r"(?<![\w/.-])(?:scripts|k8s|deploy|services|docs|requirements|tests)/[\w./-]*")
-KUBECTL_OBJECT = re.compile(r"\b(deployment|job|statefulset|hpa)[/ ]([a-z][\w-]*)")
+KUBECTL_OBJECT = re.compile(r"\b(deployment|job|statefulset|hpa|cronjob)[/ ]([a-z][\w-]*)")
 KUBECTL_KINDS = {
     "deployment": "Deployment",
     "job": "Job",
     "statefulset": "StatefulSet",
     "hpa": "HorizontalPodAutoscaler",
+    "cronjob": "CronJob",
 }
 NAMESPACE = "cxr"
+GATEWAY_MODULE = re.compile(r"python -m (gateway\.\w+)")
+# a route named with its method (`POST /api/users/<user id>/password`) or in a URL of the frontend
+GATEWAY_ROUTE = re.compile(r"\b(?:GET|POST|DELETE) /api(/[^\s?`'\"]*)|localhost:8080/api(/[^\s?`'\"]*)")
 # Docker Compose's own variables (they choose the files and profiles; no service reads them)
 COMPOSE_CLI_VARIABLES = {"COMPOSE_FILE", "COMPOSE_PROFILES"}
 
@@ -149,10 +157,27 @@ def problems(text: str) -> list[str]:
         for path in REPO_PATH.findall(line):
             if not (REPO_ROOT / path.rstrip(".,")).exists():
                 found.append(f"no file {path}")
+        for module in GATEWAY_MODULE.findall(line):
+            if importlib.util.find_spec(module) is None:
+                found.append(f"no module {module}: {line}")
+    for named, in_url in GATEWAY_ROUTE.findall(re.sub(r"<[^>]+>", "{id}", text)):
+        route = (named or in_url).rstrip(".,)")
+        if not any(pattern.fullmatch(route) for pattern in gateway_routes()):
+            found.append(f"no gateway route {route}")
     for span in INLINE_CODE.findall(CODE_BLOCK.sub("", text)):
         if VARIABLE.fullmatch(span) and span not in variables:
             found.append(f"no variable {span}")
     return found
+
+
+@cache
+def gateway_routes() -> list[re.Pattern]:
+    """The gateway's paths (from its OpenAPI document) as patterns: a path parameter matches a segment."""
+    from deploy_checks import _app
+
+    paths = _app("api").openapi()["paths"]
+    segment = lambda part: "[^/]+" if part.startswith("{") else re.escape(part)  # noqa: E731
+    return [re.compile("/".join(segment(part) for part in path.split("/"))) for path in paths]
 
 
 def table(text: str, header: str) -> list[list[str]]:
@@ -236,6 +261,10 @@ def test_guide_documents_every_alert():
         ("Apply `deploy/monitoring/missing.yaml`.", "no file deploy/monitoring/missing.yaml"),
         ("```bash\nkubectl -n cxr delete job migration\n```", "no Job migration"),
         ("```bash\nkubectl -n default logs deployment/api\n```", "namespace default"),
+        ("```bash\nkubectl -n cxr create job --from=cronjob/purging now\n```", "no CronJob purging"),
+        ("```bash\ndocker compose run --rm purge python -m gateway.purging\n```", "no module gateway.purging"),
+        ("Call `POST /api/users/<user id>/passwords`.", "no gateway route /users/{id}/passwords"),
+        ("```bash\ncurl http://localhost:8080/api/result/export.csv?x=1\n```", "no gateway route /result/export.csv"),
     ],
 )
 def test_checker_reports_what_does_not_exist(bad, reported):

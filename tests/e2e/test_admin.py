@@ -37,7 +37,7 @@ def test_an_admin_creates_a_user_who_then_signs_in(page, gateway, screenshots):
     expect(page.get_by_role("heading", name="New classification")).to_be_visible()
     expect(page.locator("#session-user")).to_have_text(f"{username} · Clinician")
     main_nav = page.get_by_role("navigation", name="Main")
-    expect(main_nav.get_by_role("link")).to_have_text(["Classify", "History"])
+    expect(main_nav.get_by_role("link")).to_have_text(["Classify", "History", "Models"])
     page.goto("/#/admin/users")  # typed in by hand: a clinician stays out
     expect(page.get_by_role("heading", name="New classification")).to_be_visible()
     expect(page.locator("#users")).to_be_hidden()

@@ -6,7 +6,6 @@ from datetime import date, timedelta
 
 import pytest
 from e2e_steps import FINDINGS, expect, go_to, history_row, sign_in_as_admin
-from support import blank_png
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +68,10 @@ def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client
     expect(history.get_by_label("Result")).to_have_value("")
 
 
-def test_filter_the_history_to_unusual_images(page, gateway, admin_client, both_labels_classified):
-    unusual = admin_client.post("/classify", files={"file": ("blank.png", blank_png())}).json()
+def test_filter_the_history_to_unusual_images(page, gateway, admin_client, both_labels_classified, data_dir):
+    # an adult's chest X-ray from another hospital: through the intended-use gate, flagged by the pediatric model
+    adult = (data_dir / "adult-cxr" / "nih" / "normal" / "00001308_002.png").read_bytes()
+    unusual = admin_client.post("/classify", files={"file": ("adult.png", adult)}).json()
     assert unusual["ood"]["flagged"] is True
     sign_in_as_admin(page, gateway)
     go_to(page, "History")

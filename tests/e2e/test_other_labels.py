@@ -4,11 +4,16 @@ A three-class model is trained here, from real images, by the training command l
 training environment), exported to a model repository of its own, served by a real inference
 service, classified through a real gateway (stored in Postgres and S3) and shown in Chromium:
 the browser shows the class names and findings its card gives, and nothing of the default model.
+
+Its card is given an intended use (images the image-kind model calls `other`: MedNIST's hand
+radiographs, head and abdominal CT slices) and the repository the image-kind model, so the gateway
+routes these images to it as it routes chest X-rays to the X-ray model.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +22,7 @@ import pytest
 from e2e_steps import SLOW, case_of, choose_files, classify, expect, go_to, history_row, sign_in_as_admin
 
 from cxr_model.card import ModelCard
+from cxr_model.intended_use import IntendedUse, Population
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_PYTHON = REPO_ROOT / ".venv-training" / "bin" / "python"
@@ -24,9 +30,16 @@ MODEL_NAME = "body-region"
 # MedNIST folder -> the words the card gives that class
 CLASSES = {
     "Hand": {"name": "Hand radiograph", "finding": "A radiograph of a hand"},
-    "ChestCT": {"name": "Chest CT slice", "finding": "A CT slice of the chest"},
     "HeadCT": {"name": "Head CT slice", "finding": "A CT slice of the head"},
+    "AbdomenCT": {"name": "Abdominal CT slice", "finding": "A CT slice of the abdomen"},
 }
+INTENDED_USE = IntendedUse(
+    image_kind="other",
+    input_kind="hand radiograph, head CT slice or abdominal CT slice (MedNIST)",
+    modalities=["CR", "CT"],
+    body_parts=["HAND", "HEAD", "ABDOMEN"],
+    population=Population(description="the MedNIST images (any age)"),
+)
 HELD_OUT = 5  # images per class kept out of training, classified in the test
 
 
@@ -54,21 +67,29 @@ def three_class_repository(data_dir, tmp_path_factory) -> Path:
         str(images),
         "--classes",
         str(work / "classes.json"),
-        "--model-name",
-        MODEL_NAME,
         "--output-dir",
-        str(repository / MODEL_NAME / "1"),
-        "--image-size",
-        "28",
+        str(repository / MODEL_NAME / "1"),  # the card's name and version are these two folders
+        "--runs-dir",
+        str(work / "runs"),
         "--epochs",
-        "2",
-        "--max-train-samples",
-        "600",
+        "4",
+        "--batch-size",
+        "16",
+        "--filters",
+        "16,32",
+        "--embedding-baselines",
+        "false",
+        "--verbose",
+        "0",
     ]
     started = time.monotonic()
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     print(f"trained the three-class model in {time.monotonic() - started:.0f} s")
+    card_path = repository / MODEL_NAME / "1" / "model.json"
+    card = json.loads(card_path.read_text()) | {"intended_use": INTENDED_USE.model_dump()}
+    card_path.write_text(json.dumps(card))
+    shutil.copytree(REPO_ROOT / "models" / "image-kind", repository / "image-kind")
     return repository
 
 
@@ -83,11 +104,11 @@ def test_a_three_class_model_reaches_the_screen_with_its_own_class_names(
     from processes import free_port, frontend_process
 
     card = ModelCard.read(three_class_repository / MODEL_NAME / "1")
-    assert card.labels == sorted(CLASSES) and card.decision.positive_class is None
+    assert card.labels == list(CLASSES) and card.decision.positive_class is None and card.intended_use
     assert {label: card.describe(label).model_dump() for label in card.labels} == CLASSES
 
     inference = start_inference({"INFERENCE_MODEL_REPOSITORY": str(three_class_repository)})
-    api = gateway_with(INFERENCE_URL=inference, DEFAULT_MODEL=MODEL_NAME)
+    api = gateway_with(INFERENCE_URL=inference)  # no model named: the gateway routes by the image's kind
     port = free_port()
     frontend = frontend_process(port, str(api.base_url), logs_dir / "frontend-three-classes.log").start()
     try:
@@ -126,13 +147,13 @@ def test_a_three_class_model_reaches_the_screen_with_its_own_class_names(
         go_to(page, "History")
         history = page.locator("#history")
         expect(history_row(page, result["id"])).to_contain_text(CLASSES[result["label"]]["finding"])
-        history.get_by_label("Result").select_option(label=CLASSES["ChestCT"]["finding"])
+        history.get_by_label("Result").select_option(label=CLASSES["AbdomenCT"]["finding"])
         with page.expect_response(lambda response: "/api/results?" in response.url) as filtered:
             history.get_by_role("button", name="Apply filters").click()
-        chest_ct = sum(r["label"] == "ChestCT" for _, r in answers) + (result["label"] == "ChestCT")
-        assert filtered.value.json()["total"] == chest_ct > 0
-        expect(history.locator("tbody tr")).to_have_count(chest_ct)
+        abdomen_ct = sum(r["label"] == "AbdomenCT" for _, r in answers) + (result["label"] == "AbdomenCT")
+        assert filtered.value.json()["total"] == abdomen_ct > 0
+        expect(history.locator("tbody tr")).to_have_count(abdomen_ct)
         shown = history.locator("tbody tr .tag:not(.tag--warning)").all_inner_texts()
-        assert shown and set(shown) == {CLASSES["ChestCT"]["finding"]}
+        assert shown and set(shown) == {CLASSES["AbdomenCT"]["finding"]}
     finally:
         frontend.stop()

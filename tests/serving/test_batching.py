@@ -92,3 +92,51 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_result(sta
     assert stats["1"]["batches"] > stats["1"]["single_row"]  # batches of more than one request formed
     assert stats["1"]["batches"] < len(requests)
     assert "2" not in stats  # the card turned batching off for version 2
+
+
+@pytest.mark.parametrize("inline_run_max_ms", [1000.0, 0.0])
+def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_the_models_thread(
+    repository, images, inline_run_max_ms
+):
+    """No hop to the model's thread for the only request in flight (a quick model): same answers either way."""
+    import asyncio
+    import threading
+
+    from inference.codec import InferRequest, Tensor
+    from inference.dataplane import DataPlane
+    from inference.repository import ModelRepository
+
+    settings = Settings(model_repository=repository, inline_run_max_ms=inline_run_max_ms)
+    model_repository = ModelRepository(settings)
+    model_repository.load_all()
+    model = model_repository.get(MODEL, "1")  # batching on
+    reference = OnnxModel.load(COMMITTED_MODEL, Settings())
+    threads: list[str] = []
+    run = model._run
+
+    def recorded_run(inputs, names):
+        threads.append("event loop" if threading.current_thread() is threading.main_thread() else "model thread")
+        return run(inputs, names)
+
+    model._run = recorded_run  # type: ignore[method-assign]
+
+    def request(i: int) -> InferRequest:
+        return InferRequest(inputs=[Tensor("image", "FP32", images[i : i + 1])])
+
+    async def calls():
+        dataplane = DataPlane(model_repository, settings)
+        alone = await dataplane.infer(MODEL, "1", request(0))
+        # arriving together, as under load: each reaches the data plane before any of them runs
+        together = await asyncio.gather(*(dataplane.infer(MODEL, "1", request(i)) for i in range(1, 9)))
+        dataplane.close()
+        return [alone, *together]
+
+    results = asyncio.run(calls())
+    for i, result in enumerate(results):
+        expected = reference.predict({"image": images[i : i + 1]})["probabilities"]
+        np.testing.assert_array_equal(result.outputs["probabilities"], expected)
+    if inline_run_max_ms:
+        assert threads[0] == "event loop" and set(threads[1:]) == {"model thread"}
+    else:
+        assert set(threads) == {"model thread"}
+    assert len(threads) < len(results)  # the eight concurrent ones shared batches

@@ -114,3 +114,42 @@ def test_malformed_requests_are_bad_requests(body, header_length, message):
     with pytest.raises(BadRequest) as error:
         decode_request(body, header_length)
     assert message in error.value.message
+
+
+def test_fields_the_protocol_does_not_name_are_ignored_and_the_model_fields_kept():
+    body = json.dumps(
+        {
+            "id": "r-1",
+            "model_name": "m",
+            "model_version": "3",
+            "trace_context": {"span": 1},
+            "inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [7], "annotations": ["a"]}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}, "note": "n"}],
+        }
+    ).encode()
+    request = decode_request(body, None)
+    assert (request.id, request.model_name, request.model_version) == ("r-1", "m", "3")
+    assert request.inputs[0].array.tolist() == [7]
+    assert [(output.name, output.parameters) for output in request.outputs] == [("y", {"binary_data": True})]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"inputs": [7]}', "inputs.0: must be an object"),
+        (b'{"inputs": [{"shape": [1], "datatype": "INT32", "data": [1]}]}', "inputs.0.name: must be a string"),
+        (b'{"inputs": [{"name": "x", "shape": [1.5], "datatype": "INT32", "data": [1]}]}', "shape: must be a list of integers"),
+        (b'{"inputs": [{"name": "x", "shape": [true], "datatype": "INT32", "data": [1]}]}', "shape: must be a list of integers"),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": 5, "data": [1]}]}', "datatype: must be a string"),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": 1}]}', "inputs.0.data: must be a list"),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1], "parameters": []}]}', "parameters: must be an object"),
+        (b'{"parameters": 3, "inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}', "parameters: must be an object"),
+        (b'{"outputs": {}, "inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}', "outputs: must be a list"),
+        (b"\xff{", "invalid request"),
+    ],
+)
+def test_fields_of_the_wrong_kind_are_bad_requests(body, message):
+    with pytest.raises(BadRequest) as error:
+        decode_request(body, None)
+    assert message in error.value.message and error.value.message.startswith("invalid request")

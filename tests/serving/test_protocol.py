@@ -144,3 +144,43 @@ def test_metrics_count_calls(client):
     client.post(f"/v2/models/{MODEL}/classify", content=b"")
     text = client.get("/metrics").text
     assert 'inference_requests_total{endpoint="classify",model="pneumonia-xray",outcome="' in text
+
+
+def test_fields_real_clients_send_are_accepted(client):
+    """KServe's client repeats the model's name in the body; fields the protocol does not name are ignored."""
+    tensor = {"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.0] * 784, "note": "ignored"}
+    body = {
+        "id": "req-1",
+        "model_name": MODEL,
+        "inputs": [tensor],
+        "outputs": [{"name": "probabilities", "comment": "ignored"}],
+        "trace": {"span": "ignored"},
+    }
+    for path, version in ((f"/v2/models/{MODEL}/infer", None), (f"/v2/models/{MODEL}/versions/2/infer", "2")):
+        response = client.post(path, json=body | ({"model_version": version} if version else {}))
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] == "req-1" and response.json()["model_version"] == "2"
+    # with no version in the path, the body's model_version names it
+    assert client.post(f"/v2/models/{MODEL}/infer", json=body | {"model_version": "2"}).status_code == 200
+    response = client.post(f"/v2/models/{MODEL}/infer", json=body | {"model_version": "99"})
+    assert response.status_code == 404 and "no version '99'" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        (f"/v2/models/{MODEL}/infer", {"model_name": "knee-mri"}, "model_name 'knee-mri' is not the model in the path"),
+        (
+            f"/v2/models/{MODEL}/versions/2/infer",
+            {"model_version": "1"},
+            "model_version '1' is not the version in the path",
+        ),
+        (f"/v2/models/{MODEL}/infer", {"model_name": 7}, "model_name: must be a string"),
+        (f"/v2/models/{MODEL}/infer", {"id": ["x"]}, "id: must be a string"),
+        (f"/v2/models/{MODEL}/infer", {"outputs": [{"parameters": {}}]}, "outputs.0: must be an object with a name"),
+    ],
+)
+def test_body_fields_that_contradict_the_path_or_the_protocol_get_400(client, path, fields, message):
+    tensor = {"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.0] * 784}
+    response = client.post(path, json={"inputs": [tensor]} | fields)
+    assert response.status_code == 400 and message in response.json()["error"]

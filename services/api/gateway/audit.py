@@ -1,7 +1,8 @@
 """The audit trail: who did what to which target, with what outcome, from where.
 
 Events are written in the request's own transaction: a request's work and the record of it
-are committed together, or neither is.
+are committed together, or neither is. Each event is appended to a hash chain (`audit_chain`),
+whose head stays locked until the transaction ends: record events last in a unit of work.
 """
 
 from __future__ import annotations

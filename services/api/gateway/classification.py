@@ -1,5 +1,11 @@
 """Classify one upload: check it, de-identify DICOM, ask the inference service, store image and result.
 
+Before any classifier runs, the image passes the intended-use gate (`routing`): the image-kind
+model says what the image shows (its answer is kept with every result), the DICOM header's facts
+(read before de-identification) and the image's size are checked against the intended use of the
+model made for that kind, or of the model the caller named; an image outside it is refused with a
+specific code and nothing is stored. Only the age band of the patient the check used is kept.
+
 Order matters: nothing is written until inference has accepted the image. The object is stored
 before the rows, and removed again whenever the rows are known not to be stored (their insert
 or the flush of the request's audit event failed, or the request was refused after all): the
@@ -24,17 +30,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from cxr_model.answer import Classification
 from cxr_model.images import DICOM, EXTENSIONS, MediaType, media_type_of
-from gateway import crud, dicom, heatmap
+from cxr_model.intended_use import ImageFacts
+from gateway import crud, dicom, heatmap, routing
 from gateway.db import UnitOfWork
-from gateway.exceptions import Conflict
-from gateway.inference_client import InferenceClient
+from gateway.exceptions import Conflict, NotFound, OutsideIntendedUse, Unavailable
+from gateway.inference_client import INFERENCE_UNAVAILABLE, InferenceClient
 from gateway.models import Image, Result
 from gateway.principals import Principal
+from gateway.routing import Gate
 from gateway.storage import ObjectStore, remove_or_log
 
 
@@ -43,7 +52,7 @@ class Upload:
     """One classification request as the caller sent it."""
 
     data: bytes
-    model: str
+    model: str | None  # None: the model made for the image's kind
     accession_number: str | None = None
     external_id: str | None = None
     idempotency_key: str | None = None
@@ -91,6 +100,60 @@ def _displayed_size(prepared: _Prepared) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _facts(prepared: _Prepared, kind: Classification) -> ImageFacts:
+    """What is known of the image for the gate: its header's facts (DICOM), its size and its kind."""
+    facts = prepared.dicom.facts if prepared.dicom else ImageFacts()
+    width, height = _displayed_size(prepared)
+    return facts.model_copy(update={"width": width, "height": height, "image_kind": kind.label})
+
+
+def _image_kind(inference: InferenceClient, prepared: _Prepared, gate: Gate, request_id: str | None) -> Classification:
+    """The image-kind model's answer (its label is the kind). Without that model no image is classified."""
+    try:
+        return inference.classify(prepared.data, prepared.media_type, gate.image_kind_model, request_id)
+    except NotFound as exc:
+        gate.catalog.invalidate()
+        raise Unavailable(
+            "image_kind_unavailable", f"the image-kind model '{gate.image_kind_model}' is not deployed"
+        ) from exc
+
+
+def _gated(
+    inference: InferenceClient, gate: Gate, prepared: _Prepared, upload: Upload, request_id: str | None
+) -> tuple[Classification, ImageFacts, routing.Route]:
+    """The image-kind model's answer, what is known of the image, and the model it goes to;
+    `OutsideIntendedUse` when no model may read it (a DICOM whose header rules out every model, before
+    the image-kind model runs)."""
+    requested = gate.catalog.get(upload.model) if upload.model is not None else None
+    if prepared.dicom:
+        routing.screen_header(prepared.dicom.facts, gate.catalog.models(), requested, gate.refuse_other_population)
+    kind = _image_kind(inference, prepared, gate, request_id)
+    facts = _facts(prepared, kind)
+    try:
+        target = routing.route(facts, gate.catalog.models(), requested, gate.refuse_other_population, _kind_name(kind))
+    except OutsideIntendedUse as refused:
+        refused.image_kind = _kind_seen(kind)
+        raise
+    return kind, facts, target
+
+
+def _classified(
+    inference: InferenceClient,
+    prepared: _Prepared,
+    gate: Gate,
+    target: routing.Route,
+    upload: Upload,
+    request_id: str | None,
+) -> Classification:
+    try:
+        return inference.classify(prepared.data, prepared.media_type, target.model.name, request_id)
+    except NotFound:
+        gate.catalog.invalidate()  # the model went away since the catalog was read
+        if upload.model is not None:
+            raise
+        raise Unavailable(INFERENCE_UNAVAILABLE, f"the model '{target.model.name}' is no longer deployed") from None
+
+
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     started = time.perf_counter()
@@ -120,19 +183,24 @@ def classify_upload(
     session: UnitOfWork,
     store: ObjectStore,
     inference: InferenceClient,
+    gate: Gate,
     submitter: Principal,
     upload: Upload,
     uid_secret: str,
     request_id: str | None = None,
 ) -> Classified:
-    """The new result's rows, flushed in the session (its unit of work commits them), or an earlier answer."""
+    """The new result's rows, flushed in the session (its unit of work commits them), or an earlier answer.
+
+    `OutsideIntendedUse` (nothing stored) when no deployed model is made for the image, or the model named is not."""
     if replay := _replay(session, submitter, upload):
         return replay
     prepared = _prepare(upload.data, uid_secret)
     timings: dict[str, float] = {}
+    with _timed(timings, "gate"):
+        kind, facts, target = _gated(inference, gate, prepared, upload, request_id)
     with _timed(timings, "inference"):
-        answer = inference.classify(prepared.data, prepared.media_type, upload.model, request_id)
-    image, result = _new_rows(submitter, upload, prepared, answer)
+        answer = _classified(inference, prepared, gate, target, upload, request_id)
+    image, result = _new_rows(submitter, upload, prepared, facts, answer, kind, target)
     with _timed(timings, "storage"):
         store.put(image.object_key, prepared.data, prepared.media_type)
     session.on_rollback(partial(remove_or_log, store, image.object_key))
@@ -148,11 +216,16 @@ def classify_upload(
 
 
 def _new_rows(
-    submitter: Principal, upload: Upload, prepared: _Prepared, answer: Classification
+    submitter: Principal,
+    upload: Upload,
+    prepared: _Prepared,
+    facts: ImageFacts,
+    answer: Classification,
+    kind: Classification,
+    target: routing.Route,
 ) -> tuple[Image, Result]:
     now = datetime.now(UTC)
     meta = prepared.dicom
-    width, height = _displayed_size(prepared)
     image = Image(
         id=uuid.uuid4(),
         content_type=prepared.media_type,
@@ -161,14 +234,17 @@ def _new_rows(
         modality=meta.modality if meta else None,
         body_part=meta.body_part if meta else None,
         view_position=meta.view_position if meta else None,
-        width=width,
-        height=height,
+        width=facts.width,
+        height=facts.height,
         created_at=now,
     )
     image.object_key = f"images/{now:%Y/%m/%d}/{image.id}.{EXTENSIONS[prepared.media_type]}"
     result = Result(
         image=image,
         classification=_rounded(answer),
+        image_kind=_kind_seen(kind),
+        warnings=[warning.model_dump(mode="json") for warning in target.assessment.warnings],
+        age_band=target.assessment.age_band,
         accession_number=upload.accession_number,
         external_id=upload.external_id,
         idempotency_key=_scoped_key(submitter, upload.idempotency_key) if upload.idempotency_key else None,
@@ -178,6 +254,21 @@ def _new_rows(
         created_at=now,
     )
     return image, result
+
+
+def _kind_seen(kind: Classification) -> dict[str, Any]:
+    """What the image-kind model saw, as kept with the result: its label, in words, its probability, the model."""
+    return {
+        "label": kind.label,
+        "name": _kind_name(kind) or kind.label,
+        "probability": round(kind.probabilities.get(kind.label, 0.0), 4),
+        "model": f"{kind.model_name}/{kind.model_version}",
+    }
+
+
+def _kind_name(kind: Classification) -> str | None:
+    """The kind in words, as the image-kind model's card gives them."""
+    return kind.describe(kind.label).name if kind.label in kind.labels else None
 
 
 def _rounded(answer: Classification) -> Classification:

@@ -5,12 +5,15 @@ Writes are added and flushed, never committed: the request's unit of work commit
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import CursorResult, Select, case, delete, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from gateway import audit_chain
 from gateway.models import (
     ApiClient,
     AuditEvent,
@@ -20,6 +23,7 @@ from gateway.models import (
     Result,
     RevokedAccessToken,
     User,
+    as_utc,
     utcnow,
 )
 from gateway.principals import Principal
@@ -120,6 +124,14 @@ def revoke_refresh_family(session: Session, family_id: uuid.UUID) -> None:
     )
 
 
+def revoke_user_refresh_tokens(session: Session, user_id: uuid.UUID) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
 def revoke_access_token(session: Session, jti: str, expires_at: datetime) -> None:
     session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < utcnow()))
     session.merge(RevokedAccessToken(jti=jti, expires_at=expires_at))
@@ -133,13 +145,34 @@ def is_access_token_revoked(session: Session, jti: str) -> bool:
 # failed-login throttling
 
 
-def get_login_throttle(session: Session, key: str) -> LoginThrottle | None:
-    return session.get(LoginThrottle, key)
+def count_login_attempt(session: Session, key: str, max_failures: int, lockout_seconds: int) -> tuple[int, datetime]:
+    """Counts one attempt of `key` in one upsert (atomic: the row stays locked until the commit);
+    returns the attempts in its window and when the window ends. A window starts with the first
+    attempt and again with attempt `max_failures`, so a lock lasts `lockout_seconds` after that one."""
+    now = utcnow()
+    ends = now + timedelta(seconds=lockout_seconds)
+    upsert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = LoginThrottle.__table__.c
+    over = or_(table.locked_until.is_(None), table.locked_until <= now)
+    statement = (
+        upsert(LoginThrottle)
+        .values(key=key, failures=1, locked_until=ends)
+        .on_conflict_do_update(
+            index_elements=[LoginThrottle.key],
+            set_={
+                "failures": case((over, 1), else_=table.failures + 1),
+                "locked_until": case((or_(over, table.failures + 1 == max_failures), ends), else_=table.locked_until),
+            },
+        )
+        .returning(LoginThrottle.failures, LoginThrottle.locked_until)
+    )
+    count, window_ends = session.execute(statement).one()
+    return int(count), as_utc(cast(datetime, window_ends))
 
 
-def save_login_throttle(session: Session, throttle: LoginThrottle) -> None:
-    session.merge(throttle)
-    session.flush()
+def delete_expired_login_throttles(session: Session) -> int:
+    deleted = session.execute(delete(LoginThrottle).where(LoginThrottle.locked_until < utcnow()))
+    return cast(CursorResult[Any], deleted).rowcount
 
 
 def clear_login_throttle(session: Session, key: str) -> None:
@@ -158,11 +191,11 @@ class AuditFilter:
 
 
 def add_audit_event(session: Session, event: AuditEvent) -> None:
-    session.add(event)
-    session.flush()
+    """Append the event to the audit chain (which stays locked until the transaction ends)."""
+    audit_chain.append(session, event)
 
 
-def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: int) -> tuple[list[AuditEvent], int]:
+def _audit_filtered(where: AuditFilter) -> Select[Any]:
     query = select(AuditEvent)
     if where.actor:
         query = query.where((AuditEvent.actor_id == where.actor) | (AuditEvent.actor_name == where.actor))
@@ -172,8 +205,27 @@ def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: 
         query = query.where(AuditEvent.occurred_at >= where.since)
     if where.until:
         query = query.where(AuditEvent.occurred_at < where.until)
+    return query
+
+
+def list_audit_events(session: Session, where: AuditFilter, limit: int, offset: int) -> tuple[list[AuditEvent], int]:
+    query = _audit_filtered(where)
     ordered = query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc()).limit(limit).offset(offset)
     return list(session.scalars(ordered)), _count(session, query)
+
+
+def count_audit_events(session: Session, where: AuditFilter) -> int:
+    return _count(session, _audit_filtered(where))
+
+
+def audit_events_after(
+    session: Session, where: AuditFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[AuditEvent]:
+    """A page of the filtered events, oldest first, after the (occurred_at, id) of the last one read."""
+    query = _audit_filtered(where)
+    if after is not None:
+        query = query.where(tuple_(AuditEvent.occurred_at, AuditEvent.id) > tuple_(*after))
+    return list(session.scalars(query.order_by(AuditEvent.occurred_at, AuditEvent.id).limit(limit)))
 
 
 # images and results
@@ -254,6 +306,48 @@ def _ordered(query: Select[Any], sort: str) -> Select[Any]:
     column = RESULT_SORTS[sort.removeprefix("-")]
     direction = (lambda c: c.desc()) if sort.startswith("-") else (lambda c: c.asc())
     return query.order_by(direction(column), direction(Result.created_at), direction(Result.id))
+
+
+def count_results(session: Session, viewer: Principal, where: ResultFilter) -> int:
+    return _count(session, _filtered(_visible_to(select(Result), viewer), where))
+
+
+def results_after(
+    session: Session, viewer: Principal, where: ResultFilter, after: tuple[Any, datetime, uuid.UUID] | None, limit: int
+) -> list[Result]:
+    """A page of the filtered results in `where.sort`'s order, after the (sort column, created_at, id)
+    of the last one read: pages stay apart while results are added or removed."""
+    name = where.sort.removeprefix("-")
+    query = _filtered(_visible_to(select(Result), viewer), where)
+    if after is not None:
+        position = tuple_(RESULT_SORTS[name], Result.created_at, Result.id)
+        query = query.where(position < tuple_(*after) if where.sort.startswith("-") else position > tuple_(*after))
+    return list(session.scalars(_ordered(query, where.sort).limit(limit)).unique())
+
+
+def sort_position(result: Result, sort: str) -> tuple[Any, datetime, uuid.UUID]:
+    return getattr(result, sort.removeprefix("-")), result.created_at, result.id
+
+
+def expired_results(session: Session, cutoff: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """(result id, image id, object key) of the oldest results created before `cutoff`."""
+    rows = session.execute(
+        select(Result.id, Image.id, Image.object_key)
+        .join(Image, Image.id == Result.image_id)
+        .where(Result.created_at < cutoff)
+        .order_by(Result.created_at, Result.id)
+        .limit(limit)
+    ).all()
+    return [(result_id, image_id, key) for result_id, image_id, key in rows]
+
+
+def count_results_before(session: Session, cutoff: datetime) -> int:
+    return _count(session, select(Result.id).where(Result.created_at < cutoff))
+
+
+def delete_results_and_images(session: Session, result_ids: list[uuid.UUID], image_ids: list[uuid.UUID]) -> None:
+    session.execute(delete(Result).where(Result.id.in_(result_ids)))
+    session.execute(delete(Image).where(Image.id.in_(image_ids)))
 
 
 def list_results(

@@ -13,6 +13,7 @@ from fastapi import Depends, File, Request, UploadFile
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
 from gateway import audit
 from gateway.db import UnitOfWork
@@ -21,7 +22,8 @@ from gateway.identity import authenticate_token
 from gateway.inference_client import InferenceClient
 from gateway.observability import Metrics
 from gateway.principals import Principal, RequestContext
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import LoginThrottle, RateLimiter
+from gateway.routing import Gate
 from gateway.settings import Settings
 from gateway.storage import ObjectStore
 
@@ -84,10 +86,15 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def get_gate(request: Request) -> Gate:
+    return request.app.state.gate
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[ObjectStore, Depends(get_object_store)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 InferenceDep = Annotated[InferenceClient, Depends(get_inference_client)]
+GateDep = Annotated[Gate, Depends(get_gate)]  # the deployed models and the intended-use gate's settings
 
 
 async def get_request_context(request: Request) -> RequestContext:
@@ -134,15 +141,40 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.app.state.rate_limiter
 
 
+async def get_login_throttle(request: Request) -> LoginThrottle:
+    return request.app.state.login_throttle
+
+
+async def get_session_factory(request: Request) -> sessionmaker[UnitOfWork]:
+    return request.app.state.session_factory
+
+
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+# for work after the request's own unit of work has ended (e.g. a streamed export reading page by page)
+SessionFactoryDep = Annotated[sessionmaker[UnitOfWork], Depends(get_session_factory)]
 
 
-def get_current_principal(authentication: AuthenticationDep, limiter: RateLimiterDep) -> Principal:
-    """The caller, counted against its per-minute request limit."""
+def get_signed_in_principal(authentication: AuthenticationDep, limiter: RateLimiterDep) -> Principal:
+    """The caller, counted against its per-minute request limit, even with a password change pending."""
     principal = authentication[0]
     wait = limiter.seconds_to_wait(f"{principal.kind}:{principal.id}")
     if wait:
         raise TooManyRequests("rate_limited", f"too many requests; retry in {wait} s", wait)
+    return principal
+
+
+SignedInPrincipal = Annotated[Principal, Depends(get_signed_in_principal)]
+
+
+def get_current_principal(
+    principal: SignedInPrincipal, session: SessionDep, context: RequestContextDep, request: Request
+) -> Principal:
+    """The caller; a user whose password an administrator reset may do nothing else until it is changed
+    (only GET /me, POST /me/password and logout take a `SignedInPrincipal`)."""
+    if principal.must_change_password:
+        audit.record(session, context, "auth.password_change_required", "denied", principal, _route(request))
+        raise Forbidden("password_change_required", "choose a new password first (POST /me/password)")
     return principal
 
 

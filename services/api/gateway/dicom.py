@@ -22,6 +22,7 @@ from pydicom.errors import BytesLengthException
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
 
 from cxr_model.images import ImageError, read_dicom
+from cxr_model.intended_use import ImageFacts, age_in_years
 
 DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile (allow-list)"
 KEPT_ATTRIBUTES = (
@@ -82,11 +83,23 @@ _VALUE_ERRORS = (BytesLengthException, OSError, ValueError, EOFError, KeyError, 
 @dataclass(frozen=True)
 class DeidentifiedDicom:
     data: bytes
-    modality: str | None
-    body_part: str | None
-    view_position: str | None
+    # what the original header states of the image, read before de-identification, for the intended-use
+    # check; its patient age is never stored (only the age band the check used is)
+    facts: ImageFacts
     width: int  # Columns: the displayed image's size, without parsing the file again
     height: int  # Rows
+
+    @property
+    def modality(self) -> str | None:
+        return self.facts.modality
+
+    @property
+    def body_part(self) -> str | None:
+        return self.facts.body_part
+
+    @property
+    def view_position(self) -> str | None:
+        return self.facts.view_position
 
 
 def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
@@ -107,13 +120,26 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
     clean.PatientIdentityRemoved = "YES"
     clean.DeidentificationMethod = DEIDENTIFICATION_METHOD
     clean.file_meta = _file_meta(clean, transfer_syntax)
+    width, height = int(original.Columns), int(original.Rows)
     return DeidentifiedDicom(
-        data=_write(clean),
-        modality=_text(clean, "Modality"),
-        body_part=_text(clean, "BodyPartExamined"),
-        view_position=_text(clean, "ViewPosition"),
-        width=int(original.Columns),
-        height=int(original.Rows),
+        data=_write(clean), facts=header_facts(original, width, height), width=width, height=height
+    )
+
+
+def header_facts(original: Dataset, width: int | None = None, height: int | None = None) -> ImageFacts:
+    """What the header states for the intended-use check, the patient's age included (from PatientAge, or
+    PatientBirthDate and StudyDate): so it is read from the original, before de-identification."""
+    return ImageFacts(
+        modality=_text(original, "Modality"),
+        body_part=_text(original, "BodyPartExamined"),
+        view_position=_text(original, "ViewPosition"),
+        image_type=_values(original, "ImageType"),
+        photometric_interpretation=_text(original, "PhotometricInterpretation"),
+        age_years=age_in_years(
+            _text(original, "PatientAge"), _text(original, "PatientBirthDate"), _text(original, "StudyDate")
+        ),
+        width=width,
+        height=height,
     )
 
 
@@ -154,4 +180,20 @@ def _write(dataset: Dataset) -> bytes:
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
-    return str(dataset.get(keyword) or "").strip() or None
+    """The attribute as text; None when absent, empty or unreadable (a value pydicom cannot parse)."""
+    try:
+        return str(dataset.get(keyword) or "").strip() or None
+    except _VALUE_ERRORS:
+        return None
+
+
+def _values(dataset: Dataset, keyword: str) -> list[str]:
+    """A multi-valued attribute's values (ImageType: ORIGINAL\\PRIMARY\\...), stripped; [] when absent or unreadable."""
+    try:
+        value = dataset.get(keyword)
+    except _VALUE_ERRORS:
+        return []
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in values if str(item).strip()]

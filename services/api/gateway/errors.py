@@ -24,6 +24,7 @@ from gateway.exceptions import (
     GatewayError,
     InvalidInput,
     NotFound,
+    OutsideIntendedUse,
     TooLarge,
     TooManyRequests,
     Unauthenticated,
@@ -88,7 +89,7 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        return problem_response(status_of(exc), exc.code, exc.message, headers_of(exc))
+        return problem_response(status_of(exc), exc.code, exc.message, headers_of(exc), **_details(exc))
 
     @app.exception_handler(ImageError)
     async def image_error(_: Request, exc: ImageError) -> JSONResponse:
@@ -113,6 +114,22 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     @app.exception_handler(DBAPIError)
     async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:
         return await gateway_error(request, DatabaseUnavailable())
+
+
+def _details(error: GatewayError) -> dict[str, Any]:
+    """The machine-readable fields of an intended-use refusal (`IntendedUseProblem`): what the image is,
+    what the model accepts, which model, what the image-kind model saw, and every reason."""
+    if not isinstance(error, OutsideIntendedUse):
+        return {}
+    first = error.refusals[0]
+    return {
+        "found": first.found,
+        "accepted": first.accepted,
+        "model": error.model,
+        "input_kind": error.input_kind,
+        "image_kind": error.image_kind,
+        "refusals": [refusal.model_dump(mode="json") for refusal in error.refusals],
+    }
 
 
 MALFORMED_BODY = {

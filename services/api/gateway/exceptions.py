@@ -6,7 +6,10 @@ readable image); `errors` alone turns them into HTTP answers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from cxr_model.images import ImageError
+from cxr_model.intended_use import Refusal
 
 
 class GatewayError(Exception):
@@ -21,6 +24,17 @@ class Refused(GatewayError):
 
 class InvalidInput(Refused):
     """The request or its image is not acceptable (e.g. the model refused the image)."""
+
+
+class OutsideIntendedUse(InvalidInput):
+    """The image is not one the model is made for, or no deployed model is made for it: every reason,
+    the first one (`code`) the most specific, and the model the image was checked against (with the input
+    it is made for, in words)."""
+
+    def __init__(self, refusals: list[Refusal], model: str | None = None, input_kind: str | None = None):
+        super().__init__(refusals[0].code, refusals[0].detail)
+        self.refusals, self.model, self.input_kind = refusals, model, input_kind
+        self.image_kind: dict[str, Any] | None = None  # what the image-kind model saw, when it ran
 
 
 class TooLarge(Refused):

@@ -1,15 +1,18 @@
 """Sign-in flows: passwords (with refresh tokens), client credentials, refresh rotation, logout.
 
-Every outcome is written to the audit trail. Failed attempts are throttled per account name
-and address, and an unknown account costs the same Argon2 verification as a known one. What a
-refused sign-in writes (its audit event, the failure count, a revoked token family) is kept:
-the request's unit of work commits a refusal's records (see `deps.get_session`).
+Every outcome is written to the audit trail. Attempts are throttled per account name and
+address (`ratelimit`: in Redis, shared by every replica, or in the database), counted before the
+credentials are checked, and an unknown account costs the same Argon2 verification as a known one.
+What a refused sign-in writes (its audit event, the attempt count, a revoked token family) is
+kept: the request's unit of work commits a refusal's records (see `deps.get_session`).
+
+Accounts: changing one's own password, an administrator's reset (which forces a change at the
+next sign-in) and enabling or disabling a user each end the user's other sessions.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import uuid
 from collections.abc import Callable
@@ -21,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from gateway import audit, crud
 from gateway.crud import Account
-from gateway.exceptions import TooManyRequests, Unauthenticated
-from gateway.models import ApiClient, LoginThrottle, RefreshToken, User, as_utc, utcnow
+from gateway.exceptions import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from gateway.models import ApiClient, RefreshToken, User, as_utc, utcnow
 from gateway.principals import Principal, RequestContext
+from gateway.ratelimit import LoginThrottle
 from gateway.security import (
     InvalidToken,
     create_access_token,
@@ -51,19 +55,8 @@ def _throttle_key(action: str, account_name: str, ip: str | None) -> str:
     return hashlib.sha256(f"{action}\0{account_name.lower()}\0{ip or ''}".encode()).hexdigest()
 
 
-def _seconds_locked(session: Session, key: str) -> int:
-    throttle = crud.get_login_throttle(session, key)
-    if throttle is None or throttle.locked_until is None:
-        return 0
-    return max(0, math.ceil((as_utc(throttle.locked_until) - utcnow()).total_seconds()))
-
-
-def _count_failure(session: Session, key: str, settings: Settings) -> None:
-    throttle = crud.get_login_throttle(session, key) or LoginThrottle(key=key, failures=0)
-    throttle.failures += 1
-    if throttle.failures >= settings.login_max_failures:
-        throttle.failures, throttle.locked_until = 0, utcnow() + timedelta(seconds=settings.login_lockout_seconds)
-    crud.save_login_throttle(session, throttle)
+def _too_many(wait: int) -> TooManyRequests:
+    return TooManyRequests("too_many_failed_logins", f"too many failed sign-ins; retry in {wait} s", wait)
 
 
 @dataclass(frozen=True)
@@ -86,7 +79,7 @@ _CLIENT = _CredentialCheck(
 
 def _authenticate(
     session: Session,
-    settings: Settings,
+    throttle: LoginThrottle,
     context: RequestContext,
     check: _CredentialCheck[Account],
     name: str,
@@ -97,16 +90,15 @@ def _authenticate(
     An unknown name costs the same Argon2 verification as a known one, so timing does not tell them apart.
     """
     key = _throttle_key(check.action, name, context.ip)
-    if wait := _seconds_locked(session, key):
+    if wait := throttle.attempt(session, key):
         audit.record(session, context, check.action, "denied", actor_name=name, detail="too many failures")
-        raise TooManyRequests("too_many_failed_logins", f"too many failed sign-ins; retry in {wait} s", wait)
+        raise _too_many(wait)
     account = check.find(session, name)
     verified = verify_password(secret, account.credential_hash if account else None)
     if account is None or not verified or not account.is_active:
-        _count_failure(session, key, settings)
         audit.record(session, context, check.action, "failure", actor_name=name, detail="wrong credentials or disabled")
         raise Unauthenticated(check.wrong_code, check.wrong_detail)
-    crud.clear_login_throttle(session, key)
+    throttle.succeeded(session, key)
     audit.record(session, context, check.action, "success", Principal.of(account))
     return account
 
@@ -114,7 +106,7 @@ def _authenticate(
 def _issue_for_user(
     session: Session, user: User, settings: Settings, family_id: uuid.UUID | None = None
 ) -> IssuedTokens:
-    access, expires_in = create_access_token(str(user.id), user.role, "user", settings)
+    access, expires_in = create_access_token(str(user.id), user.role, "user", settings, user.session_epoch)
     refresh = new_secret()
     lifetime = timedelta(days=settings.refresh_token_days)
     crud.add_refresh_token(
@@ -130,18 +122,28 @@ def _issue_for_user(
 
 
 def login_with_password(
-    session: Session, settings: Settings, context: RequestContext, username: str, password: str
+    session: Session,
+    settings: Settings,
+    throttle: LoginThrottle,
+    context: RequestContext,
+    username: str,
+    password: str,
 ) -> IssuedTokens:
     """The password grant: an access token and a refresh token that starts a new family."""
-    user = _authenticate(session, settings, context, _PASSWORD, username, password)
+    user = _authenticate(session, throttle, context, _PASSWORD, username, password)
     return _issue_for_user(session, user, settings)
 
 
 def login_with_client_credentials(
-    session: Session, settings: Settings, context: RequestContext, client_id: str, secret: str
+    session: Session,
+    settings: Settings,
+    throttle: LoginThrottle,
+    context: RequestContext,
+    client_id: str,
+    secret: str,
 ) -> IssuedTokens:
     """The client-credentials grant: an access token only (a client just asks again)."""
-    client = _authenticate(session, settings, context, _CLIENT, client_id, secret)
+    client = _authenticate(session, throttle, context, _CLIENT, client_id, secret)
     access, expires_in = create_access_token(str(client.id), client.role, "client", settings)
     return IssuedTokens(access, expires_in)
 
@@ -159,6 +161,67 @@ def rotate_client_secret(session: Session, client: ApiClient) -> str:
     secret = new_secret()
     crud.set_client_secret(session, client, hash_password(secret))
     return secret
+
+
+# passwords and sessions
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Sign the user out everywhere: refresh tokens revoked, access tokens issued until now refused."""
+    crud.revoke_user_refresh_tokens(session, user.id)
+    user.session_epoch = (user.session_epoch or 0) + 1
+    session.flush()
+
+
+def change_own_password(
+    session: Session,
+    settings: Settings,
+    throttle: LoginThrottle,
+    context: RequestContext,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+) -> IssuedTokens:
+    """Set a new password after checking the current one (throttled like a sign-in, so a stolen token
+    cannot guess it); every other session ends, and this one goes on with the tokens returned."""
+    action, target = "user.password_change", f"user:{principal.id}"
+    user = None if principal.is_client else crud.get_user(session, principal.id)
+    if user is None:
+        audit.record(session, context, action, "denied", principal, target, detail="not a user")
+        raise Forbidden("not_a_user", "API clients have no password; an administrator replaces their secret")
+    key = _throttle_key(action, principal.name, context.ip)
+    if wait := throttle.attempt(session, key):
+        audit.record(session, context, action, "denied", principal, target, detail="too many failures")
+        raise _too_many(wait)
+    if not verify_password(current_password, user.hashed_password):
+        audit.record(session, context, action, "failure", principal, target, detail="wrong current password")
+        raise Forbidden("wrong_password", "the current password is not correct")
+    throttle.succeeded(session, key)
+    if current_password == new_password:
+        audit.record(session, context, action, "failure", principal, target, detail="password_unchanged")
+        raise InvalidInput("password_unchanged", "the new password must differ from the current one")
+    user.hashed_password = hash_password(new_password)
+    user.must_change_password = False
+    end_sessions(session, user)
+    audit.record(session, context, action, "success", principal, target)
+    return _issue_for_user(session, user, settings)
+
+
+def reset_password(session: Session, user: User, password: str | None) -> str:
+    """An administrator's reset: a temporary password (the given one, or a generated one), to be
+    changed at the next sign-in; the user's sessions end. Returns the temporary password."""
+    temporary = password or secrets.token_urlsafe(12)
+    user.hashed_password = hash_password(temporary)
+    user.must_change_password = True
+    end_sessions(session, user)
+    return temporary
+
+
+def set_user_active(session: Session, user: User, active: bool) -> User:
+    """Enable or disable a user; either way the sessions from before end (none comes back on enabling)."""
+    crud.set_active(session, user, active)
+    end_sessions(session, user)
+    return user
 
 
 # refresh and logout
@@ -213,4 +276,6 @@ def authenticate_token(session: Session, settings: Settings, token: str | None) 
     account = crud.get_client(session, subject) if claims.get("kind") == "client" else crud.get_user(session, subject)
     if account is None or not account.is_active:
         raise Unauthenticated("not_authenticated", "the account does not exist or is disabled")
+    if isinstance(account, User) and claims.get("gen", 0) != account.session_epoch:
+        raise Unauthenticated("not_authenticated", "the session has ended (password changed or account reset)")
     return Principal.of(account), claims

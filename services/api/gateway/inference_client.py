@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -46,6 +47,28 @@ class InferenceClient:
             raise Unavailable(
                 INFERENCE_UNAVAILABLE, "the inference service answered a malformed classification"
             ) from exc
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Every model version the service found: `{name, version, state, reason}`."""
+        return self._json("POST", "/v2/repository/index")
+
+    def model_metadata(self, name: str) -> dict[str, Any]:
+        """The model's metadata (its default version); `parameters` carry its card's fields. `NotFound` when absent."""
+        return self._json("GET", f"/v2/models/{name}")
+
+    def _json(self, method: str, path: str) -> Any:
+        try:
+            response = self.client.request(method, path)
+        except httpx.HTTPError as exc:
+            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service cannot be reached: {exc}") from exc
+        if response.status_code >= 500:
+            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {response.status_code}")
+        if response.status_code >= 400:
+            raise _refusal(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {path} with no JSON") from exc
 
     def ready(self) -> bool:
         try:

@@ -11,12 +11,14 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
+from gateway.catalog import ModelCatalog
 from gateway.db import make_engine, make_session_factory
 from gateway.errors import document_error_answers, install_error_handlers, problem_response
 from gateway.inference_client import InferenceClient
 from gateway.observability import REQUEST_ID_HEADER, Metrics, RequestObservation, configure_logging
-from gateway.ratelimit import make_rate_limiter
-from gateway.routes import audit, auth, classify, clients, health, metrics, preview, results, users
+from gateway.ratelimit import make_limits
+from gateway.routes import audit, auth, classify, clients, health, metrics, models, preview, results, users
+from gateway.routing import Gate
 from gateway.settings import Settings, settings_from_environment
 from gateway.storage import StorageUnavailable, make_object_store
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except StorageUnavailable as exc:  # readiness reports it; the gateway retries per request
             log.error("object store not reachable at start-up: %s", exc)
         app.state.inference_client = InferenceClient(settings)
+        catalog = ModelCatalog(app.state.inference_client, settings.model_catalog_ttl_seconds)
+        app.state.gate = Gate(catalog, settings.image_kind_model, settings.refuse_other_population)
         gc.freeze()  # start-up's long-lived objects out of the collector's full passes, which stall requests
         yield
         app.state.inference_client.close()
@@ -61,8 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
-    app.state.rate_limiter = make_rate_limiter(settings)
     app.state.metrics = Metrics()
+    app.state.rate_limiter, app.state.login_throttle = make_limits(settings, app.state.metrics)
     install_error_handlers(app, settings.retry_after_seconds)
 
     app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)
@@ -76,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
         )
 
-    for module in (auth, classify, preview, results, users, clients, audit, health, metrics):
+    for module in (auth, classify, preview, results, models, users, clients, audit, health, metrics):
         app.include_router(module.router)
     document_error_answers(app)
     return app

@@ -6,7 +6,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from cxr_model.answer import Classification
@@ -34,6 +47,12 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # set by an administrator's password reset: until the user chooses a new password, only
+    # GET /me, POST /me/password and logout answer
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    # access tokens carry the epoch they were issued in (claim "gen"); a password change, reset, disable
+    # or enable moves it on, and the tokens of the epochs before are refused
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def credential_hash(self) -> str:
@@ -83,7 +102,8 @@ class RevokedAccessToken(Base):
 
 
 class LoginThrottle(Base):
-    """Consecutive failed logins for one username from one address."""
+    """Sign-in attempts for one account name from one address, counted while Redis is not configured
+    or not reachable (`ratelimit`): `failures` attempts in the window that ends at `locked_until`."""
 
     __tablename__ = "login_throttles"
 
@@ -94,7 +114,16 @@ class LoginThrottle(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_actor_occurred", "actor_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_audit_events_actor_occurred", "actor_id", "occurred_at"),
+        # the events still to be chained (written by an older gateway): empty almost always
+        Index(
+            "ix_audit_events_unchained",
+            "occurred_at",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
@@ -107,6 +136,25 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str | None] = mapped_column(Text)
+    # the hash chain (`audit_chain`): the event's place, the previous event's hash and its own
+    # SHA-256 over its content and that hash; null only while an older gateway wrote it unchained
+    seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The one row (id 1) every audit event is chained through: locked by each append, so that
+    replicas never fork the chain. `anchor` is where verification starts: the last event the
+    retention purge removed (seq 0 and the genesis hash while none was)."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    anchor_seq: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
 
 
 class Image(Base):
@@ -161,6 +209,12 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(64))
     ood: Mapped[bool | None] = mapped_column(Boolean)  # None: the model has no out-of-distribution guard
+    # what the intended-use gate saw before the model ran: the image-kind model's answer ({label, name,
+    # probability, model}), the warnings the result carries ([{code, detail, found, accepted}], e.g. a
+    # population mismatch) and the patient's age band (never the age); null / [] for results from before it
+    image_kind: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    age_band: Mapped[str | None] = mapped_column(String(16))
     # the caller's own references (never patient identifiers), stored as given
     accession_number: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(128))

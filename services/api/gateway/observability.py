@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
@@ -64,6 +65,36 @@ class Metrics:
         self.classifications = Counter(
             "gateway_classifications", "Stored classifications", ["model", "label"], registry=self.registry
         )
+        self.unusual_images = Counter(
+            "gateway_unusual_images",
+            "Stored classifications of images the model's out-of-distribution check flagged as unusual",
+            ["model"],
+            registry=self.registry,
+        )
+        self.intended_use_refusals = Counter(
+            "gateway_intended_use_refusals",
+            "Images refused before any classifier ran, as outside the intended use, by the refusal's code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.shared_limit_fallbacks = Counter(
+            "gateway_shared_limit_fallbacks",
+            "Limit checks made without Redis because it could not be reached",
+            ["limit"],
+            registry=self.registry,
+        )
+
+    def count_classification(self, model: str, label: str, unusual: bool | None) -> Callable[[], None]:
+        """What counts one stored classification (run once it is committed)."""
+        counters = [self.classifications.labels(model, label)]
+        if unusual:
+            counters.append(self.unusual_images.labels(model))
+
+        def count() -> None:
+            for counter in counters:
+                counter.inc()
+
+        return count
 
 
 def _valid_request_id(value: str | None) -> str | None:

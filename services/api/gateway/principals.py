@@ -20,12 +20,21 @@ class Principal:
     role: str
     is_active: bool
     created_at: datetime
+    must_change_password: bool = False  # a user whose password an administrator reset
 
     @classmethod
     def of(cls, account: User | ApiClient) -> Principal:
         if isinstance(account, ApiClient):
             return cls("client", account.id, account.name, account.role, account.is_active, account.created_at)
-        return cls("user", account.id, account.username, account.role, account.is_active, account.created_at)
+        return cls(
+            "user",
+            account.id,
+            account.username,
+            account.role,
+            account.is_active,
+            account.created_at,
+            bool(account.must_change_password),
+        )
 
     @property
     def is_client(self) -> bool:

@@ -8,7 +8,9 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from cxr_model.answer import Classification, Heatmap
+from cxr_model.answer import Classification, ClassInfo, Heatmap
+from cxr_model.intended_use import IntendedUse, Refusal
+from gateway.catalog import DeployedModel
 from gateway.models import Result, as_utc
 
 Role = Literal["admin", "clinician"]
@@ -36,9 +38,27 @@ class UserOut(BaseModel):
     username: str
     role: Role
     is_active: bool
+    must_change_password: bool = False  # an administrator reset the password; changed at the next sign-in
     created_at: datetime
 
     _utc = field_validator("created_at")(as_utc)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=12, max_length=256)
+
+
+class PasswordReset(BaseModel):
+    """An administrator's reset: the temporary password to give the user, or none to have one generated."""
+
+    password: str | None = Field(default=None, min_length=12, max_length=256)
+
+
+class PasswordResetOut(BaseModel):
+    user: UserOut
+    # the generated temporary password, shown this once (null when the administrator chose it)
+    temporary_password: str | None
 
 
 class PrincipalOut(BaseModel):
@@ -49,6 +69,7 @@ class PrincipalOut(BaseModel):
     role: Literal["admin", "clinician", "service"]
     kind: Literal["user", "client"]
     is_active: bool
+    must_change_password: bool = False  # true: only GET /me, POST /me/password and logout answer until it is changed
     created_at: datetime
 
     _utc = field_validator("created_at")(as_utc)
@@ -124,10 +145,21 @@ class ExplanationOut(BaseModel):
     heatmap_url: str
 
 
+class ImageKindOut(BaseModel):
+    """What the image-kind model saw in the image before any classifier ran."""
+
+    label: str  # e.g. chest_xray, chest_ct, other
+    name: str  # in words, as the image-kind model's card gives them
+    probability: float
+    model: str  # <name>/<version> of the image-kind model
+
+
 class ResultOut(Classification):
     """A stored result: the model's answer as it gave it, and the gateway's own fields.
 
     `explanation` is answered as a link to its overlay (`ExplanationOut`), not as the heatmap's grid.
+    `image_kind`, `warnings` and `age_band` are what the intended-use gate saw (null / [] for results
+    stored before it).
     """
 
     id: uuid.UUID
@@ -136,6 +168,11 @@ class ResultOut(Classification):
     image: ImageOut
     accession_number: str | None = None
     external_id: str | None = None
+    image_kind: ImageKindOut | None = None
+    warnings: list[Refusal] = Field(
+        default=[], description="e.g. population_mismatch: the patient is outside the model's training population"
+    )
+    age_band: str | None = Field(default=None, description="the patient's age band the check used (never the age)")
 
     _utc = field_validator("created_at")(as_utc)
 
@@ -161,6 +198,9 @@ class ResultOut(Classification):
             ),
             accession_number=result.accession_number,
             external_id=result.external_id,
+            image_kind=result.image_kind,
+            warnings=result.warnings or [],
+            age_band=result.age_band,
             **extra,
         )
 
@@ -168,6 +208,7 @@ class ResultOut(Classification):
 class Timings(BaseModel):
     """Where the time of one classification went, in milliseconds."""
 
+    gate_ms: float | None = None  # the image-kind model and the intended-use check
     inference_ms: float
     storage_ms: float
     database_ms: float
@@ -192,6 +233,52 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+
+
+class IntendedUseProblem(Problem):
+    """422 for an image outside the intended use: `code` is the first reason, `found` what the image is,
+    `accepted` what the model accepts, `model` the model it was checked against, `refusals` every reason."""
+
+    found: str | None = None
+    accepted: list[str] = []
+    model: str | None = None
+    input_kind: str | None = None  # what that model reads, in words: "frontal projection chest X-ray (PA or AP)"
+    image_kind: ImageKindOut | None = None
+    refusals: list[Refusal] = []
+
+
+class ModelOut(BaseModel):
+    """A deployed model as its card describes it: for the model page and for choosing `model` on /classify."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str  # the version /classify uses
+    versions: list[str]
+    role: Literal["classifier", "image_kind"]  # image_kind: the model that tells what an image shows
+    task: str
+    description: str
+    classes: list[ClassInfo]
+    intended_use: IntendedUse | None  # null for the image-kind model, which routes images rather than classifying
+    metrics: dict[str, Any] = Field(description="the card's metrics by split, e.g. {test: {roc_auc: 0.97, n: 624}}")
+    metrics_ci: dict[str, Any] | None = Field(
+        default=None, description="95% confidence intervals, where the card has them"
+    )
+
+    @classmethod
+    def of(cls, model: DeployedModel, image_kind_model: str) -> Self:
+        return cls(
+            name=model.name,
+            version=model.version,
+            versions=model.versions,
+            role="image_kind" if model.name == image_kind_model else "classifier",
+            task=model.task,
+            description=model.description,
+            classes=model.classes,
+            intended_use=model.intended_use,
+            metrics=model.metrics,
+            metrics_ci=model.metrics_ci,
+        )
 
 
 class InvalidRequestProblem(Problem):

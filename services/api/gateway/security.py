@@ -41,8 +41,12 @@ def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_access_token(subject: str, role: str, kind: str, settings: Settings) -> tuple[str, int]:
-    """A signed token for a user or an API client (`kind`); returns it and its lifetime in seconds."""
+def create_access_token(
+    subject: str, role: str, kind: str, settings: Settings, session_epoch: int | None = None
+) -> tuple[str, int]:
+    """A signed token for a user or an API client (`kind`); returns it and its lifetime in seconds.
+
+    A user's token carries the user's session epoch (`gen`): one of an earlier epoch is refused."""
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_minutes)
     claims = {
@@ -56,6 +60,8 @@ def create_access_token(subject: str, role: str, kind: str, settings: Settings) 
         "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
     }
+    if session_epoch:
+        claims["gen"] = session_epoch
     token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
     return token, int(lifetime.total_seconds())
 

@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -51,6 +51,24 @@ class ReaperSettings(DatabaseSettings, StorageSettings):
     """What the orphan sweep (`python -m gateway.reaper`) needs: the database and the object store."""
 
 
+class PurgeSettings(DatabaseSettings, StorageSettings):
+    """What the retention purge (`python -m gateway.purge`) needs: the database, the object store and the ages."""
+
+    # results (rows and images) older than this many days are removed; 0 keeps everything (the default)
+    retention_days: int = Field(default=0, ge=0)
+    # audit events older than this many days are removed; unset: RETENTION_DAYS; 0 keeps them all
+    audit_retention_days: int | None = Field(default=None, ge=0)
+
+    @field_validator("audit_retention_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def audit_days(self) -> int:
+        return self.retention_days if self.audit_retention_days is None else self.audit_retention_days
+
+
 class Settings(DatabaseSettings, StorageSettings):
     jwt_secret: str = ""
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -65,13 +83,26 @@ class Settings(DatabaseSettings, StorageSettings):
 
     inference_url: str = "http://127.0.0.1:8001"
     inference_timeout_seconds: float = 30.0
-    default_model: str = "pneumonia-xray"
+    # The model that tells what an image shows (its labels: chest_xray, chest_ct, other); it runs before every
+    # classifier, and the image goes to the classifier whose intended use names that kind (README: intended use).
+    image_kind_model: str = "image-kind"
+    model_catalog_ttl_seconds: float = 60.0  # how long the deployed models' cards are kept before they are read again
+    # a patient outside the population a model was trained on (e.g. an adult for a pediatric model):
+    # refused (422 population_mismatch) when true, else classified with a warning
+    refuse_other_population: bool = False
 
     max_upload_bytes: int = 20 * 1024 * 1024
 
     # requests per minute per signed-in user or API client; 0 turns the limit off
     rate_limit_per_minute: int = 600
-    rate_limit_redis_url: str | None = None  # shared by all replicas when set; per process otherwise
+    # Redis, shared by every replica for the request limit and the sign-in throttle (e.g.
+    # redis://redis:6379/0); without it each replica counts requests alone and sign-in failures are
+    # counted in the database. REDIS_PASSWORD is its password (kept out of the URL, like PGPASSWORD).
+    redis_url: str | None = None
+    redis_password: str | None = None
+    rate_limit_redis_url: str | None = None  # the former name of REDIS_URL, still read when REDIS_URL is not set
+    # rows at most in one CSV export (GET /results/export.csv, GET /audit/export.csv)
+    export_max_rows: int = Field(default=100_000, ge=1)
 
     cors_origins: Annotated[list[str], NoDecode] = []  # the frontend's origin(s), comma-separated
     log_format: Literal["json", "text"] = "json"
@@ -97,6 +128,7 @@ class Settings(DatabaseSettings, StorageSettings):
         if not self.jwt_secret:
             self.jwt_secret = secrets.token_urlsafe(48)  # per process: tokens end with the process
         self.deidentification_uid_secret = self.deidentification_uid_secret or self.jwt_secret
+        self.redis_url = self.redis_url or self.rate_limit_redis_url
         return self
 
 

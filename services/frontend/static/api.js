@@ -16,6 +16,7 @@ export class ApiError extends Error {
     this.name = "ApiError";
     this.status = status;
     this.code = problem.code ?? "";
+    this.problem = problem; // e.g. an intended-use refusal's found, accepted, model, input_kind, refusals
     this.retryAfter = retryAfter;
     this.sessionExpired = sessionExpired;
   }
@@ -45,6 +46,12 @@ export async function getCurrentUser() {
   return (await request("/me")).json();
 }
 
+/** Changes the signed-in user's password; the gateway ends every other session and this one goes on with new tokens. */
+export async function changePassword(currentPassword, newPassword) {
+  const json = { current_password: currentPassword, new_password: newPassword };
+  tokens = readTokens(await (await request("/me/password", { method: "POST", json })).json());
+}
+
 export async function classify(file) {
   return (await request("/classify", { method: "POST", body: fileForm(file) })).json();
 }
@@ -69,6 +76,15 @@ export async function fetchImage(path) {
   return (await request(path)).blob();
 }
 
+/** The deployed models with what their cards state (intended use, population, metrics, known limits). */
+export async function listModels() {
+  return (await request("/models")).json();
+}
+
+export async function getModel(name) {
+  return (await request(`/models/${encodeURIComponent(name)}`)).json();
+}
+
 export async function listUsers() {
   return (await request("/users")).json();
 }
@@ -79,6 +95,15 @@ export async function createUser(user) {
 
 export async function disableUser(userId) {
   return (await request(`/users/${encodeURIComponent(userId)}/disable`, { method: "POST" })).json();
+}
+
+export async function enableUser(userId) {
+  return (await request(`/users/${encodeURIComponent(userId)}/enable`, { method: "POST" })).json();
+}
+
+/** Resets a user's password: `{ user, temporary_password }`, the generated password shown this once. */
+export async function resetUserPassword(userId) {
+  return (await request(`/users/${encodeURIComponent(userId)}/password`, { method: "POST" })).json();
 }
 
 export async function listClients() {
@@ -97,6 +122,18 @@ export async function disableClient(clientUuid) {
 /** A page of audit events; `filters` may hold actor, action, since, until (ISO), limit, offset. */
 export async function listAuditEvents(filters) {
   return (await request(`/audit?${query(filters)}`)).json();
+}
+
+/** Saves a CSV export (`/results/export.csv` or `/audit/export.csv`) with these filters as a file. */
+export async function downloadCsv(path, filters) {
+  const response = await request(`${path}?${query(filters)}`);
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: named?.[1] ?? "export.csv" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function request(path, { method = "GET", body = undefined, json = undefined } = {}) {

@@ -8,6 +8,8 @@ import { createClientsView } from "./views/clients.js";
 import { createDetailView } from "./views/detail.js";
 import { createHistoryView } from "./views/history.js";
 import { createLoginView } from "./views/login.js";
+import { createModelsView } from "./views/models.js";
+import { createPasswordView } from "./views/password.js";
 import { createUsersView, ROLE_NAMES } from "./views/users.js";
 
 const nav = document.getElementById("nav");
@@ -22,38 +24,53 @@ const detail = createDetailView(document.getElementById("detail"));
 const views = {
   classify: createClassifyView(document.getElementById("classify")),
   history: createHistoryView(document.getElementById("history"), { onOpen: detail.open }),
+  models: createModelsView(document.getElementById("models")),
   users: createUsersView(document.getElementById("users"), { currentUser: () => currentUser }),
   clients: createClientsView(document.getElementById("clients")),
   audit: createAuditView(document.getElementById("audit")),
+  account: createPasswordView(document.getElementById("account"), { onChanged: passwordChanged }),
 };
 const ROUTES = {
   "#/classify": "classify",
   "#/history": "history",
+  "#/models": "models",
   "#/admin/users": "users",
   "#/admin/clients": "clients",
   "#/admin/audit": "audit",
+  "#/account/password": "account",
 };
 const ADMIN_PAGES = new Set(["users", "clients", "audit"]);
 
 async function enterWorkspace() {
   currentUser = await api.getCurrentUser();
   sessionUser.textContent = `${currentUser.username} · ${ROLE_NAMES[currentUser.role] ?? currentUser.role}`;
-  for (const link of nav.querySelectorAll("[data-admin]")) link.hidden = currentUser.role !== "admin";
+  for (const part of document.querySelectorAll("[data-admin]")) part.hidden = currentUser.role !== "admin";
+  views.account.require(currentUser.must_change_password);
   login.hide();
-  nav.hidden = false;
+  nav.hidden = currentUser.must_change_password; // nothing else answers until a new password is chosen
   sessionBar.hidden = false;
   showPage();
+}
+
+/** After a required change the workspace opens; after a chosen one the page stays, with its notice. */
+async function passwordChanged(wasRequired) {
+  if (wasRequired) {
+    history.replaceState(null, "", "#/classify");
+    await enterWorkspace();
+  }
 }
 
 /** Shows the page the address names (Classify when it names none, or one this user may not see). */
 function showPage() {
   if (!currentUser) return;
-  let page = ROUTES[location.hash] ?? "classify";
+  const modelPage = location.hash.match(/^#\/models\/([^/]+)$/); // one model's page: #/models/<name>
+  let page = modelPage ? "models" : (ROUTES[location.hash] ?? "classify");
   if (ADMIN_PAGES.has(page) && currentUser.role !== "admin") page = "classify";
+  if (currentUser.must_change_password) page = "account";
   detail.close();
   for (const [name, view] of Object.entries(views)) {
     document.getElementById(name).hidden = name !== page;
-    if (name === page) view.load?.();
+    if (name === page) view.load?.(...(modelPage ? [decodeURIComponent(modelPage[1])] : []));
   }
   for (const link of nav.querySelectorAll("a")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");

@@ -1,4 +1,5 @@
 // Error messages for clinicians, from the gateway's problem `code` (or the HTTP status).
+import { refusalMessage } from "./intended-use.js";
 
 export const UNSUPPORTED_FILE =
   "This file type is not supported. Choose a chest X-ray saved as a JPEG, PNG or DICOM (.dcm) file.";
@@ -19,11 +20,19 @@ const BY_CODE = {
   rate_limited: "Too many requests. Please wait a moment and try again.",
   username_taken: "This username is taken. Choose another one.",
   cannot_disable_self: "You cannot disable your own account.",
+  cannot_reset_self: "Change your own password with Change password.",
+  wrong_password: "The current password is not correct.",
+  password_unchanged: "The new password must differ from the current one.",
+  password_change_required: "Choose a new password before you go on.",
+  export_too_large: "Too many rows for one export. Narrow the filters, for example the dates, and try again.",
   network_error: "The server could not be reached. Check the network connection and try again.",
   gateway_unavailable: "The server is not available at the moment.",
   inference_unavailable: "The classification service is not available at the moment.",
   storage_unavailable: "Image storage is not available at the moment.",
   database_unavailable: "The results database is not available at the moment.",
+  image_kind_unavailable: "The image check that runs before classification is not available at the moment.",
+  unknown_model: "This model is not available.",
+  unsupported_transfer_syntax: "This DICOM file is compressed in a way that is not supported. Send it uncompressed.",
   forbidden: "Your account is not allowed to do this.",
   result_not_found: "This result no longer exists.",
   image_not_found: "The image of this result is missing.",
@@ -44,7 +53,7 @@ const BY_STATUS = {
 export function errorMessage(error) {
   if (error?.sessionExpired) return "";
   if (error?.status === undefined) return "Something went wrong in the app. Please reload the page.";
-  const message = BY_CODE[error.code] ?? BY_STATUS[error.status] ?? genericMessage(error);
+  const message = refusalMessage(error.problem) ?? BY_CODE[error.code] ?? BY_STATUS[error.status] ?? genericMessage(error);
   return error.status >= 500 ? `${message} ${retryHint(error.retryAfter)}` : message;
 }
 

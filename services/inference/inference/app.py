@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from cxr_model.images import ImageError
 from inference import __version__, routes
 from inference.dataplane import DataPlane
-from inference.errors import InferenceError, status_of
+from inference.errors import InferenceError, error_body, status_of
 from inference.logs import RequestIdMiddleware, configure_logging
 from inference.memory import release_memory_when_idle, tune_allocator
 from inference.repository import ModelRepository
@@ -45,19 +45,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         for task in background:
             task.cancel()
+        dataplane.close()
 
-    app = FastAPI(title="Chest-imaging inference service", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Chest-imaging inference service",
+        version=__version__,
+        lifespan=lifespan,
+        # No OpenTelemetry here (only its API comes with FastAPI): spare every request FastAPI's check
+        # for a configured tracer, meter and logger provider.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
+    app.add_middleware(routes.InferEndpoint)  # inside the request id middleware: its calls are logged too
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(InferenceError)
     async def inference_error(_: Request, exc: InferenceError) -> JSONResponse:
-        body = {"error": exc.message} if exc.code is None else {"error": exc.message, "code": exc.code}
-        return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(error_body(exc), status_code=exc.status_code)
 
     @app.exception_handler(ImageError)
     async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status_of(exc))
+        return JSONResponse(error_body(exc), status_code=status_of(exc))
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:

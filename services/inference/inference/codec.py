@@ -3,21 +3,25 @@
 A binary request is a JSON header of `Inference-Header-Content-Length` bytes followed by
 the raw tensors, in input order, each `parameters.binary_data_size` bytes long. BYTES
 elements are encoded as a 4-byte little-endian length followed by the bytes.
+
+The request's JSON is parsed with orjson and checked here, field by field, as the protocol
+describes it: `id`, `parameters`, `inputs` (at least one), `outputs`, and the `model_name` and
+`model_version` some clients (KServe's) repeat from the path. Fields the protocol does not name
+are ignored, as the protocol's own servers (Triton, KServe, MLServer) do.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+import orjson
 
 from inference.errors import BadRequest
-from inference.protocol import InferenceRequest, RequestInput, RequestOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -38,26 +42,37 @@ DATATYPES = {
     "BYTES": np.dtype(object),
 }
 _DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
+_LITTLE_ENDIAN = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}  # the binary extension's order
 
 
-@dataclass
+@dataclass(slots=True)
 class Tensor:
     name: str
     datatype: str
     array: np.ndarray
 
 
-@dataclass
+@dataclass(slots=True)
+class RequestedOutput:
+    """An entry of the request's `outputs`: which output, and its `parameters` (`binary_data`)."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
 class InferRequest:
     """A decoded inference request: its tensors as numpy arrays."""
 
     inputs: list[Tensor]
-    outputs: list[RequestOutput] | None = None
+    outputs: list[RequestedOutput] | None = None
     id: str | None = None
     parameters: dict = field(default_factory=dict)
+    model_name: str | None = None  # as the body names it (KServe's client does), else None
+    model_version: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class InferResult:
     model_name: str
     model_version: str
@@ -78,24 +93,73 @@ def datatype_of(array: np.ndarray) -> str:
 def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     header, binary = _split_body(body, header_length)
     try:
-        request = InferenceRequest.model_validate_json(header)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"invalid request: {problems}") from exc
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"invalid request: body: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("invalid request: body: must be a JSON object")
+    items = document.get("inputs")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("invalid request: inputs: must be a list of at least one tensor")
     inputs, offset = [], 0
-    for item in request.inputs:
-        size = (item.parameters or {}).get("binary_data_size")
+    for index, item in enumerate(items):
+        name, shape, datatype, parameters, data = _input_fields(item, index)
+        size = None if parameters is None else parameters.get("binary_data_size")
         if size is None:
-            array = _from_json(item)
+            array = _from_json(name, shape, datatype, parameters, data)
         else:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise BadRequest(f"input '{item.name}': binary_data_size {size} does not fit the binary body")
-            array = _from_binary(item, binary[offset : offset + size])
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise BadRequest(f"input '{name}': binary_data_size {size} does not fit the binary body")
+            array = _from_binary(name, shape, datatype, data, binary[offset : offset + size])
             offset += size
-        inputs.append(Tensor(item.name, item.datatype, array))
+        inputs.append(Tensor(name, datatype, array))
     if offset != len(binary):
         raise BadRequest(f"the binary body has {len(binary) - offset} bytes that no input claims")
-    return InferRequest(inputs=inputs, outputs=request.outputs, id=request.id, parameters=request.parameters or {})
+    return InferRequest(
+        inputs=inputs,
+        outputs=_requested_outputs(document.get("outputs")),
+        id=_optional(document, "id", str),
+        parameters=_optional(document, "parameters", dict) or {},
+        model_name=_optional(document, "model_name", str),
+        model_version=_optional(document, "model_version", str),
+    )
+
+
+_TYPE_NAMES: dict[type, str] = {str: "a string", dict: "an object", list: "a list"}
+
+
+def _optional(document: dict, key: str, kind: type, where: str = "") -> Any:
+    value = document.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise BadRequest(f"invalid request: {where}{key}: must be {_TYPE_NAMES[kind]}")
+    return value
+
+
+def _input_fields(item: Any, index: int) -> tuple[str, list[int], str, dict | None, list | None]:
+    where = f"inputs.{index}."
+    if not isinstance(item, dict):
+        raise BadRequest(f"invalid request: inputs.{index}: must be an object")
+    name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
+    if not isinstance(name, str):
+        raise BadRequest(f"invalid request: {where}name: must be a string")
+    if not isinstance(datatype, str):
+        raise BadRequest(f"invalid request: {where}datatype: must be a string")
+    if not isinstance(shape, list) or any(type(dim) is not int for dim in shape):
+        raise BadRequest(f"invalid request: {where}shape: must be a list of integers")
+    return name, shape, datatype, _optional(item, "parameters", dict, where), _optional(item, "data", list, where)
+
+
+def _requested_outputs(items: Any) -> list[RequestedOutput] | None:
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise BadRequest("invalid request: outputs: must be a list")
+    outputs = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"invalid request: outputs.{index}: must be an object with a name")
+        outputs.append(RequestedOutput(item["name"], _optional(item, "parameters", dict, f"outputs.{index}.")))
+    return outputs
 
 
 def json_length(body: bytes, header_length: str | None) -> int:
@@ -111,31 +175,31 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[: int(header_length)], body[int(header_length) :]
 
 
-def _checked_shape(item: RequestInput) -> int:
+def _checked_shape(name: str, shape: list[int], datatype: str) -> int:
     """The datatype is known and the shape is valid; returns the element count."""
-    if item.datatype not in DATATYPES:
-        raise BadRequest(f"input '{item.name}' has unsupported datatype {item.datatype}")
-    if any(dim < 0 for dim in item.shape):
-        raise BadRequest(f"input '{item.name}' has a negative dimension in shape {item.shape}")
-    return int(np.prod(item.shape))
+    if datatype not in DATATYPES:
+        raise BadRequest(f"input '{name}' has unsupported datatype {datatype}")
+    if any(dim < 0 for dim in shape):
+        raise BadRequest(f"input '{name}' has a negative dimension in shape {shape}")
+    return math.prod(shape)
 
 
-def _from_json(item: RequestInput) -> np.ndarray:
-    count = _checked_shape(item)
-    if item.data is None:
-        raise BadRequest(f"input '{item.name}' has neither data nor parameters.binary_data_size")
+def _from_json(name: str, shape: list[int], datatype: str, parameters: dict | None, data: list | None) -> np.ndarray:
+    count = _checked_shape(name, shape, datatype)
+    if data is None:
+        raise BadRequest(f"input '{name}' has neither data nor parameters.binary_data_size")
     try:
-        if item.datatype == "BYTES":
-            base64_encoded = (item.parameters or {}).get("content_type") == "base64"
-            values = np.asarray(item.data, dtype=object).ravel()
+        if datatype == "BYTES":
+            base64_encoded = (parameters or {}).get("content_type") == "base64"
+            values = np.asarray(data, dtype=object).ravel()
             array = np.array([_json_bytes(value, base64_encoded) for value in values], dtype=object)
         else:
-            array = np.asarray(item.data, dtype=DATATYPES[item.datatype]).ravel()
+            array = np.asarray(data, dtype=DATATYPES[datatype]).ravel()
     except (TypeError, ValueError, OverflowError) as exc:
-        raise BadRequest(f"input '{item.name}' data is not {item.datatype}: {exc}") from exc
+        raise BadRequest(f"input '{name}' data is not {datatype}: {exc}") from exc
     if array.size != count:
-        raise BadRequest(f"input '{item.name}' has {array.size} values; shape {item.shape} needs {count}")
-    return array.reshape(item.shape)
+        raise BadRequest(f"input '{name}' has {array.size} values; shape {shape} needs {count}")
+    return array.reshape(shape)
 
 
 def _json_bytes(value, base64_encoded: bool) -> bytes:
@@ -144,23 +208,22 @@ def _json_bytes(value, base64_encoded: bool) -> bytes:
     return base64.b64decode(value, validate=True) if base64_encoded else value.encode("utf-8")
 
 
-def _from_binary(item: RequestInput, chunk: bytes) -> np.ndarray:
-    count = _checked_shape(item)
-    if item.data is not None:
-        raise BadRequest(f"input '{item.name}' has both JSON data and binary_data_size")
-    if item.datatype == "BYTES":
-        array = np.array(_unpack_bytes(item.name, chunk), dtype=object)
+def _from_binary(name: str, shape: list[int], datatype: str, data: list | None, chunk: bytes) -> np.ndarray:
+    count = _checked_shape(name, shape, datatype)
+    if data is not None:
+        raise BadRequest(f"input '{name}' has both JSON data and binary_data_size")
+    if datatype == "BYTES":
+        array = np.array(_unpack_bytes(name, chunk), dtype=object)
     else:
-        dtype = DATATYPES[item.datatype]
+        dtype = DATATYPES[datatype]
         if len(chunk) != count * dtype.itemsize:
             raise BadRequest(
-                f"input '{item.name}' has {len(chunk)} bytes; shape {item.shape} of {item.datatype} needs "
-                f"{count * dtype.itemsize}"
+                f"input '{name}' has {len(chunk)} bytes; shape {shape} of {datatype} needs {count * dtype.itemsize}"
             )
-        array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
+        array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype])
     if array.size != count:
-        raise BadRequest(f"input '{item.name}' has {array.size} values; shape {item.shape} needs {count}")
-    return array.reshape(item.shape)
+        raise BadRequest(f"input '{name}' has {array.size} values; shape {shape} needs {count}")
+    return array.reshape(shape)
 
 
 def _unpack_bytes(name: str, chunk: bytes) -> list[bytes]:
@@ -197,7 +260,7 @@ def encode_response(result: InferResult, request: InferRequest) -> tuple[bytes, 
     response = {"model_name": result.model_name, "model_version": result.model_version, "outputs": outputs}
     if result.id is not None:
         response["id"] = result.id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = orjson.dumps(response)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)

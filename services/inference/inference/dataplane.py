@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 
 import numpy as np
 from anyio import to_thread
@@ -58,6 +57,9 @@ class DataPlane:
                 "task": card.task,
                 "labels": card.labels,
                 "classes": {label: card.describe(label).model_dump() for label in card.labels},
+                "description": card.description,
+                "metrics": card.metrics,
+                "intended_use": card.intended_use.model_dump() if card.intended_use else None,
                 "preprocessing": card.preprocessing.model_dump(),
                 "decision": card.decision.model_dump(),
                 "image_input": model.image_input,  # also takes BYTES: image files, preprocessed here
@@ -89,6 +91,11 @@ class DataPlane:
         await to_thread.run_sync(self.repository.unload, name)
         self._close_stale_batchers()
 
+    def close(self) -> None:
+        """At shutdown: the batchers answer what is queued and stop."""
+        for batcher in self.batchers.values():
+            batcher.close()
+
     def _close_stale_batchers(self) -> None:
         current = set(self.repository.all_models())
         for model in [model for model in self.batchers if model not in current]:
@@ -97,37 +104,49 @@ class DataPlane:
     # -- inference ----------------------------------------------------------------------
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResult:
-        async with self._admitted():
-            model = self.repository.get(name, version)
-            feeds = await self._feeds(model, request.inputs)
-            wanted = _wanted_outputs(model, request)
-            outputs = await self._predict(model, feeds, wanted)
-            return InferResult(model.name, model.version, {name: outputs[name] for name in wanted}, request.id)
+        version = _addressed_version(name, version, request)
+        self._admit()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                model = self.repository.get(name, version)
+                feeds = await self._feeds(model, request.inputs)
+                wanted = _wanted_outputs(model, request)
+                outputs = await self._predict(model, feeds, wanted)
+                return InferResult(model.name, model.version, {name: outputs[name] for name in wanted}, request.id)
+        except TimeoutError:
+            raise self._timed_out() from None
+        finally:
+            self._leave()
 
     async def classify_image(self, name: str, version: str | None, image: bytes) -> Classification:
-        async with self._admitted():
-            model = self.repository.get(name, version)
-            batch = await self._preprocess(model, [image])
-            outputs = await self._predict(model, {model.image_input: batch}, model.classify_outputs())
-            return model.classification({output: values[0] for output, values in outputs.items()})
+        self._admit()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                model = self.repository.get(name, version)
+                batch = await self._preprocess(model, [image])
+                outputs = await self._predict(model, {model.image_input: batch}, model.classify_outputs())
+                return model.classification({output: values[0] for output, values in outputs.items()})
+        except TimeoutError:
+            raise self._timed_out() from None
+        finally:
+            self._leave()
 
-    @asynccontextmanager
-    async def _admitted(self):
-        """At most `max_queued_requests` at once, each within `request_timeout_seconds`."""
+    # At most `max_queued_requests` at once, each within `request_timeout_seconds`.
+
+    def _admit(self) -> None:
         if self.in_flight >= self.settings.max_queued_requests:
             raise ServerBusy(f"the server is answering {self.in_flight} requests already; retry shortly")
         self.in_flight += 1
-        try:
-            async with asyncio.timeout(self.settings.request_timeout_seconds):
-                yield
-        except TimeoutError:
-            raise RequestTimeout(f"no answer within {self.settings.request_timeout_seconds} s") from None
-        finally:
-            self.in_flight -= 1
-            self.calls_finished += 1
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        self.calls_finished += 1
+
+    def _timed_out(self) -> RequestTimeout:
+        return RequestTimeout(f"no answer within {self.settings.request_timeout_seconds} s")
 
     async def _feeds(self, model: OnnxModel, inputs: list[Tensor]) -> dict[str, np.ndarray]:
-        expected = {spec["name"]: spec for spec in model.input_specs()}
+        expected = model.input_spec_by_name
         feeds = {}
         for tensor in inputs:
             spec = expected.get(tensor.name)
@@ -137,9 +156,8 @@ class DataPlane:
                 feeds[tensor.name] = await self._preprocess(model, list(tensor.array.ravel()))
             else:
                 feeds[tensor.name] = _checked(tensor, spec)
-        missing = set(expected) - set(feeds)
-        if missing:
-            raise BadRequest(f"missing inputs: {sorted(missing)}")
+        if len(feeds) != len(expected):
+            raise BadRequest(f"missing inputs: {sorted(set(expected) - set(feeds))}")
         return feeds
 
     async def _preprocess(self, model: OnnxModel, images: list[bytes]) -> np.ndarray:
@@ -151,9 +169,24 @@ class DataPlane:
         self, model: OnnxModel, feeds: dict[str, np.ndarray], outputs: list[str]
     ) -> dict[str, np.ndarray]:
         batcher = self._batcher(model)
+        rows = len(next(iter(feeds.values())))
+        # The only request in flight, a quick model, nothing else running on it: run here, on the
+        # event loop. A batch would hold this request alone, and the hop to the model's thread and
+        # back would cost more than the run. Requests that have arrived meanwhile get one turn of
+        # the event loop to show up first; under load they do, and all go to the model's thread
+        # in batches while the event loop goes on reading and answering requests.
+        if self._alone(batcher) and model.runs_quickly(rows):
+            await asyncio.sleep(0)
+            if self._alone(batcher) and (result := model.predict_here(feeds, outputs)) is not None:
+                if batcher is not None:
+                    batcher.record_run_here(rows)
+                return result
         if batcher is None:
             return await model.predict_on_model_thread(feeds, outputs)
-        return await batcher.predict(feeds, outputs)
+        return await batcher.predict(feeds, outputs, rows)
+
+    def _alone(self, batcher: Batcher | None) -> bool:
+        return self.in_flight == 1 and (batcher is None or batcher.idle)
 
     def _batcher(self, model: OnnxModel) -> Batcher | None:
         if model not in self.batchers:
@@ -185,9 +218,25 @@ def _checked(tensor: Tensor, spec: dict) -> np.ndarray:
 
 
 def _wanted_outputs(model: OnnxModel, request: InferRequest) -> list[str]:
-    known = [spec["name"] for spec in model.output_specs()]
-    wanted = [output.name for output in request.outputs] if request.outputs else known
+    known = model.output_names
+    if not request.outputs:
+        return known
+    wanted = [output.name for output in request.outputs]
     unknown = set(wanted) - set(known)
     if unknown:
         raise BadRequest(f"unknown outputs: {sorted(unknown)}; the model has {known}")
     return wanted
+
+
+def _addressed_version(name: str, version: str | None, request: InferRequest) -> str | None:
+    """The version to run: the path's. A body's `model_name`/`model_version` (KServe's client sends the
+    name) must agree with the path; with no version in the path, the body's `model_version` names it."""
+    if request.model_name is not None and request.model_name != name:
+        raise BadRequest(f"the body's model_name '{request.model_name}' is not the model in the path, '{name}'")
+    if request.model_version is None:
+        return version
+    if version is not None and request.model_version != version:
+        raise BadRequest(
+            f"the body's model_version '{request.model_version}' is not the version in the path, '{version}'"
+        )
+    return request.model_version

@@ -47,3 +47,12 @@ def status_of(exc: Exception) -> int:
     if isinstance(exc, ImageError):
         return _IMAGE_ERROR_STATUS.get(exc.code, 400)
     return getattr(exc, "status_code", 500)
+
+
+def error_body(exc: Exception) -> dict[str, str]:
+    """The JSON body an error is answered with: KServe v2's `error`, and the `code` where there is one."""
+    if isinstance(exc, ImageError):
+        return {"error": str(exc), "code": exc.code}
+    if isinstance(exc, InferenceError):
+        return {"error": exc.message} if exc.code is None else {"error": exc.message, "code": exc.code}
+    return {"error": "internal server error"}

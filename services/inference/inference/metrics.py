@@ -1,5 +1,7 @@
 """Prometheus metrics, served at /metrics."""
 
+from functools import lru_cache
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry()
@@ -30,6 +32,18 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     registry=REGISTRY,
 )
+
+
+# The labelled series of a call, looked up once: `labels()` takes a lock and builds a key each time.
+# Bounded: model names come from request paths.
+@lru_cache(maxsize=1024)
+def request_counter(model: str, version: str, endpoint: str, outcome: str):
+    return REQUESTS.labels(model, version, endpoint, outcome)
+
+
+@lru_cache(maxsize=1024)
+def request_latency(model: str, version: str, endpoint: str):
+    return LATENCY.labels(model, version, endpoint)
 
 
 def render() -> tuple[bytes, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,6 +59,9 @@ class OnnxModel:
         self.settings = settings
         self._input_specs = [_tensor_spec(node) for node in session.get_inputs()]
         self._output_specs = [_tensor_spec(node) for node in session.get_outputs()]
+        self.input_spec_by_name = {spec["name"]: spec for spec in self._input_specs}
+        self.output_names = [spec["name"] for spec in self._output_specs]
+        self.seconds_per_row = float("inf")  # one row's run time, measured at warm-up
         self._runs = threading.BoundedSemaphore(settings.concurrent_runs_per_model)
         # The model's own threads, like Triton's model instances: a call's activations are allocated
         # and freed by the same few threads (and allocator arenas) whichever request it serves.
@@ -92,11 +96,20 @@ class OnnxModel:
         self.ready = False
 
     def _warm_up(self) -> None:
+        """Run once (onnxruntime prepares on the first run), then time a run of one row."""
         feeds = {}
         for spec in self.input_specs():
             shape = [1 if dim < 0 else dim for dim in spec["shape"]]
             feeds[spec["name"]] = np.zeros(shape, dtype=DATATYPES[spec["datatype"]])
         self.predict(feeds)
+        started = time.perf_counter()
+        self.predict(feeds)
+        rows = next((shape[0] for shape in (feed.shape for feed in feeds.values()) if shape), 1)
+        self.seconds_per_row = (time.perf_counter() - started) / max(rows, 1)
+
+    def runs_quickly(self, rows: int) -> bool:
+        """Whether a run of `rows` is expected to take at most `inline_run_max_ms` (see `predict_here`)."""
+        return rows * self.seconds_per_row * 1000 <= self.settings.inline_run_max_ms
 
     def input_specs(self) -> list[dict]:
         return self._input_specs  # read from the session once, at load
@@ -111,10 +124,25 @@ class OnnxModel:
         return await asyncio.get_running_loop().run_in_executor(self._threads, self.predict, inputs, output_names)
 
     def predict(self, inputs: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        names = output_names or [spec["name"] for spec in self._output_specs]
+        with self._runs:
+            return self._run(inputs, output_names or self.output_names)
+
+    def predict_here(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """`predict` on the calling thread if a run can start at once; None if the model's runs are all taken.
+
+        The data plane calls it on the event loop for a quick run when nothing else is in flight:
+        the hop to the model's thread and back would cost more than the run.
+        """
+        if not self._runs.acquire(blocking=False):
+            return None
         try:
-            with self._runs:
-                values = self.session.run(names, inputs)
+            return self._run(inputs, output_names)
+        finally:
+            self._runs.release()
+
+    def _run(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        try:
+            values = self.session.run(names, inputs)
         except InvalidArgument as exc:  # onnxruntime's word for inputs the graph cannot take
             raise BadRequest(f"the model cannot run on these inputs: {exc}") from exc
         return dict(zip(names, values, strict=True))

@@ -1,12 +1,13 @@
-"""KServe v2 / Open Inference Protocol REST types (the parts this server speaks)."""
+"""KServe v2 / Open Inference Protocol REST types: the answers this server documents.
+
+Inference requests are read by `codec.decode_request`, which checks them itself (no model
+validation on the hot path) and, as the protocol's own servers do, ignores fields it does not
+know.
+"""
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+from pydantic import BaseModel, ConfigDict
 
 
 class ErrorResponse(BaseModel):
@@ -37,23 +38,3 @@ class MetadataModelResponse(BaseModel):
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
     parameters: dict[str, Any] = {}
-
-
-class RequestInput(_Strict):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None  # absent when the tensor travels as binary data
-
-
-class RequestOutput(_Strict):
-    name: str
-    parameters: dict[str, Any] | None = None
-
-
-class InferenceRequest(_Strict):
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None

@@ -98,7 +98,7 @@ class ModelRepository:
         if not versions:
             raise ModelNotFound(f"model '{name}' is not in the repository")
         if version is None:
-            version = self.versions(name)[-1]
+            version = max(versions, key=_version_key)
         model = versions.get(version)
         if model is None:
             raise ModelNotFound(f"model '{name}' has no version '{version}'")

@@ -1,20 +1,32 @@
-"""Thin routes: KServe v2 REST plus the image call; all logic lives in the data plane and codec."""
+"""Thin routes: KServe v2 REST plus the image call; all logic lives in the data plane and codec.
+
+The v2 infer call is served twice over, identically: by `InferEndpoint`, a bare ASGI endpoint
+in front of FastAPI's router that takes every POST to an infer path, and by the `infer` route,
+which documents it in the OpenAPI schema. For a small model FastAPI's route matching and
+dependency solving cost more than the rest of the request, so the hot path skips them.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import asdict
 from typing import Annotated
 
+import orjson
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from cxr_model.answer import Classification
+from cxr_model.images import ImageError
 from inference import codec, metrics
 from inference.dataplane import DataPlane
-from inference.errors import PayloadTooLarge, status_of
+from inference.errors import InferenceError, PayloadTooLarge, error_body, status_of
 from inference.protocol import ErrorResponse, MetadataModelResponse, MetadataServerResponse
+
+log = logging.getLogger(__name__)
 
 
 async def get_dataplane(request: Request) -> DataPlane:  # async: no thread-pool hop for a lookup
@@ -86,19 +98,112 @@ def model_ready(dataplane: DataPlaneDep, name: str, version: str | None = None):
 @router.post("/models/{name}/versions/{version}/infer", responses=_CALL_ERRORS)
 async def infer(dataplane: DataPlaneDep, request: Request, body: Body, name: str, version: str | None = None):
     """JSON tensors, or a JSON header plus binary tensors (binary tensor data extension)."""
-    with _Measured("infer", name, version) as measured:
-        header_length = request.headers.get(codec.HEADER_LENGTH)
-        if codec.json_length(body, header_length) <= _INLINE_DECODE_BYTES:
-            infer_request = codec.decode_request(body, header_length)
-        else:  # a large JSON document would hold up the event loop
-            infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
-        result = measured.result = await dataplane.infer(name, version, infer_request)
-        content, binary_header_length = codec.encode_response(result, infer_request)
+    content, binary_header_length = await answer_infer(
+        dataplane, body, request.headers.get(codec.HEADER_LENGTH), name, version
+    )
     if binary_header_length is None:
         return Response(content, media_type="application/json")
     return Response(
         content, media_type="application/octet-stream", headers={codec.HEADER_LENGTH: str(binary_header_length)}
     )
+
+
+async def answer_infer(
+    dataplane: DataPlane, body: bytes, header_length: str | None, name: str, version: str | None
+) -> tuple[bytes, int | None]:
+    """The infer call: the response body, and its JSON header's length when it carries binary outputs."""
+    with _Measured("infer", name, version) as measured:
+        if codec.json_length(body, header_length) <= _INLINE_DECODE_BYTES:
+            infer_request = codec.decode_request(body, header_length)
+        else:  # a large JSON document would hold up the event loop
+            infer_request = await to_thread.run_sync(codec.decode_request, body, header_length)
+        result = measured.result = await dataplane.infer(name, version, infer_request)
+        return codec.encode_response(result, infer_request)
+
+
+_INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
+_JSON = [(b"content-type", b"application/json")]
+_BINARY = (b"content-type", b"application/octet-stream")
+_HEADER_LENGTH = codec.HEADER_LENGTH.lower().encode()
+
+
+class InferEndpoint:
+    """POST /v2/models/{name}[/versions/{version}]/infer as a bare ASGI endpoint; the rest goes on to `app`.
+
+    It answers as the `infer` route does: the same call (`answer_infer`), the same body limit,
+    the same error bodies as the app's exception handlers.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or (match := _INFER_PATH.fullmatch(scope["path"])) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        declared, header_length = None, None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key == _HEADER_LENGTH:
+                header_length = value.decode("latin-1")
+        try:
+            body = await _receive_body(receive, declared, state.settings.max_body_bytes)
+            if body is None:
+                return  # the client went away
+            content, binary_header_length = await answer_infer(
+                state.dataplane, body, header_length, match["name"], match["version"]
+            )
+        except Exception as exc:
+            if not isinstance(exc, InferenceError | ImageError):
+                log.exception("unexpected error", exc_info=exc)
+            await _respond(send, status_of(exc), _JSON, orjson.dumps(error_body(exc)))
+            return
+        if binary_header_length is None:
+            await _respond(send, 200, _JSON, content)
+        else:
+            await _respond(send, 200, [_BINARY, (_HEADER_LENGTH, b"%d" % binary_header_length)], content)
+
+
+async def _receive_body(receive, declared: bytes | None, limit: int) -> bytes | None:
+    """The request body, at most `limit` bytes (else PayloadTooLarge); None if the client disconnected."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        return body
+    buffer = bytearray(body)
+    while True:
+        if len(buffer) > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        buffer += message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(buffer) > limit:
+                raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+            return bytes(buffer)
+
+
+async def _respond(send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*headers, (b"content-length", b"%d" % len(content))],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": content})
 
 
 @router.post("/models/{name}/classify", response_model=Classification, responses=_CALL_ERRORS)
@@ -137,6 +242,8 @@ def prometheus_metrics():
 class _Measured:
     """Count and time one inference call by model version and outcome (ok or the HTTP status)."""
 
+    __slots__ = ("endpoint", "name", "result", "started", "version")
+
     def __init__(self, endpoint: str, name: str, version: str | None):
         self.endpoint, self.name, self.version = endpoint, name, version or ""
         self.result = None  # set by the caller; its model_version names the version that answered
@@ -148,6 +255,6 @@ class _Measured:
     def __exit__(self, exc_type, exc, tb):
         outcome = "ok" if exc is None else str(status_of(exc))
         version = self.result.model_version if self.result is not None else self.version
-        metrics.REQUESTS.labels(self.name, version, self.endpoint, outcome).inc()
-        metrics.LATENCY.labels(self.name, version, self.endpoint).observe(time.perf_counter() - self.started)
+        metrics.request_counter(self.name, version, self.endpoint, outcome).inc()
+        metrics.request_latency(self.name, version, self.endpoint).observe(time.perf_counter() - self.started)
         return False

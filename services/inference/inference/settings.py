@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # onnxruntime calls of one model running at once (Triton's instance count); each already
     # uses intra_op_threads, and every extra one holds its own activations in memory
     concurrent_runs_per_model: int = Field(default=1, ge=1)
+    # a call expected to take at most this long (a row's run time, timed at load, times the rows)
+    # runs on the event loop when it is the only request being answered: no hop to the model's
+    # thread and back, which costs more than a small model's run. 0: always on the model's thread
+    inline_run_max_ms: float = Field(default=1.0, ge=0)
     # memory freed by inference goes back to the OS after this long without a call (0: never)
     memory_release_idle_seconds: float = Field(default=1.0, ge=0)
 

@@ -6,12 +6,19 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, Request, Response
 
 from gateway import identity
-from gateway.deps import CurrentPrincipal, RequestContextDep, SessionDep, SettingsDep, TokenClaims
+from gateway.deps import (
+    LoginThrottleDep,
+    RequestContextDep,
+    SessionDep,
+    SettingsDep,
+    SignedInPrincipal,
+    TokenClaims,
+)
 from gateway.errors import problems
 from gateway.exceptions import InvalidInput
 from gateway.identity import IssuedTokens
 from gateway.principals import Principal
-from gateway.schemas import PrincipalOut, Token
+from gateway.schemas import PasswordChange, PrincipalOut, Token
 
 router = APIRouter(tags=["auth"])
 
@@ -72,6 +79,7 @@ _AUTH_ERRORS = problems(401, 422, 429)
 def issue_token(
     session: SessionDep,
     settings: SettingsDep,
+    throttle: LoginThrottleDep,
     context: RequestContextDep,
     form: Annotated[TokenRequest, Depends(token_request)],
 ) -> Token:
@@ -79,11 +87,13 @@ def issue_token(
     if form.grant_type == "client_credentials":
         if not (form.client_id and form.client_secret):
             raise _missing("client_id and client_secret")
-        issued = identity.login_with_client_credentials(session, settings, context, form.client_id, form.client_secret)
+        issued = identity.login_with_client_credentials(
+            session, settings, throttle, context, form.client_id, form.client_secret
+        )
     else:
         if not (form.username and form.password):
             raise _missing("username and password")
-        issued = identity.login_with_password(session, settings, context, form.username, form.password)
+        issued = identity.login_with_password(session, settings, throttle, context, form.username, form.password)
     return _token(issued)
 
 
@@ -99,7 +109,7 @@ def refresh_token(
 def logout(
     session: SessionDep,
     context: RequestContextDep,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     claims: TokenClaims,
     refresh_token: Annotated[str | None, Form()] = None,
 ) -> None:
@@ -108,8 +118,29 @@ def logout(
 
 
 @router.get("/me", response_model=PrincipalOut, responses=problems(401))
-def me(principal: CurrentPrincipal) -> PrincipalOut:
+def me(principal: SignedInPrincipal) -> PrincipalOut:
+    """The caller; `must_change_password` says whether a new password must be chosen first."""
     return principal_out(principal)
+
+
+@router.post(
+    "/me/password", response_model=Token, response_model_exclude_none=True, responses=problems(401, 403, 422, 429)
+)
+def change_password(
+    session: SessionDep,
+    settings: SettingsDep,
+    throttle: LoginThrottleDep,
+    context: RequestContextDep,
+    principal: SignedInPrincipal,
+    change: PasswordChange,
+) -> Token:
+    """Change one's own password (users only). Every other session ends; this one goes on with the
+    tokens returned. A wrong current password is a 403 `wrong_password`, throttled like sign-ins."""
+    return _token(
+        identity.change_own_password(
+            session, settings, throttle, context, principal, change.current_password, change.new_password
+        )
+    )
 
 
 def principal_out(principal: Principal) -> PrincipalOut:
@@ -119,5 +150,6 @@ def principal_out(principal: Principal) -> PrincipalOut:
         role=principal.role,
         kind=principal.kind,
         is_active=principal.is_active,
+        must_change_password=principal.must_change_password,
         created_at=principal.created_at,
     )

@@ -4,14 +4,22 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
-from gateway import audit, crud, heatmap
+from gateway import audit, crud, export, heatmap
 from gateway.classification import delete_with_image, overlay_png
 from gateway.db import UnitOfWork
-from gateway.deps import AdminDep, CurrentPrincipal, RequestContextDep, SessionDep, StoreDep
+from gateway.deps import (
+    AdminDep,
+    CurrentPrincipal,
+    RequestContextDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StoreDep,
+)
 from gateway.errors import problems
-from gateway.exceptions import NotFound
+from gateway.exceptions import InvalidInput, NotFound
 from gateway.models import Image, Result
 from gateway.preview import preview_of
 from gateway.principals import Principal
@@ -54,8 +62,49 @@ def list_results(
     results, total = crud.list_results(session, viewer, where, limit, offset)
     filters = (("label", label), ("model", model), ("submitted_by", submitted_by))
     searched = {name: value for name, value in filters if value}
+    answer = ResultPage(items=[ResultOut.of(r) for r in results], total=total, limit=limit, offset=offset)
+    # recorded last: the audit chain's head stays locked from here until the commit
     audit.record(session, context, "result.list", "success", viewer, detail=json.dumps(searched) if searched else None)
-    return ResultPage(items=[ResultOut.of(r) for r in results], total=total, limit=limit, offset=offset)
+    return answer
+
+
+@router.get(
+    "/export.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **problems(403, 422)},
+)
+def export_results(
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    context: RequestContextDep,
+    label: Annotated[str | None, Query(max_length=64)] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="created before")] = None,
+    submitted_by: Annotated[str | None, Query(max_length=128, description="a username or an API client's name")] = None,
+    ood: Annotated[bool | None, Query(description="true: only images flagged as unlike the training data")] = None,
+    sort: Annotated[str, Query(pattern=f"^({_SORTS})$")] = "-created_at",
+) -> StreamingResponse:
+    """The results GET /results would list with these filters, as one CSV file (administrators; at
+    most EXPORT_MAX_ROWS rows, else 422 `export_too_large`). Recorded in the audit trail."""
+    where = crud.ResultFilter(label, model, since, until, submitted_by, ood, sort)
+    filters = {"label": label, "model": model, "since": since, "until": until, "submitted_by": submitted_by, "ood": ood}
+    with audit.recorded(session, context, "result.export", admin) as event:
+        total = crud.count_results(session, admin, where)
+        searched = {name: str(value) for name, value in filters.items() if value is not None}
+        event.detail = json.dumps({"rows": total, **searched})
+        if total > settings.export_max_rows:
+            raise InvalidInput(
+                "export_too_large",
+                f"{total} results match; narrow the filters (e.g. the dates) to {settings.export_max_rows} or fewer",
+            )
+    return StreamingResponse(
+        export.results_csv(sessions, admin, where, settings.export_max_rows),
+        media_type=export.MEDIA_TYPE,
+        headers=export.download_headers("results", total),
+    )
 
 
 @router.get("/{result_id}", response_model=ResultOut, responses=problems(404))

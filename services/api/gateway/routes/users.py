@@ -2,13 +2,13 @@ import uuid
 
 from fastapi import APIRouter
 
-from gateway import audit, crud
+from gateway import audit, crud, identity
 from gateway.db import UnitOfWork
 from gateway.deps import AdminDep, RequestContextDep, SessionDep
 from gateway.errors import problems
 from gateway.exceptions import Conflict, NotFound
 from gateway.models import User
-from gateway.schemas import UserCreate, UserOut
+from gateway.schemas import PasswordReset, PasswordResetOut, UserCreate, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"], responses=problems(401, 403))
 
@@ -41,4 +41,31 @@ def disable_user(session: SessionDep, admin: AdminDep, context: RequestContextDe
     with audit.recorded(session, context, "user.disable", admin, f"user:{user_id}"):
         if user_id == admin.id:
             raise Conflict("cannot_disable_self", "administrators cannot disable their own account")
-        return crud.set_active(session, _get_user_or_404(session, user_id), False)
+        return identity.set_user_active(session, _get_user_or_404(session, user_id), False)
+
+
+@router.post("/{user_id}/enable", response_model=UserOut, responses=problems(404))
+def enable_user(session: SessionDep, admin: AdminDep, context: RequestContextDep, user_id: uuid.UUID) -> User:
+    """Enable a disabled account again; it signs in afresh (sessions from before it was disabled stay ended)."""
+    with audit.recorded(session, context, "user.enable", admin, f"user:{user_id}"):
+        return identity.set_user_active(session, _get_user_or_404(session, user_id), True)
+
+
+@router.post("/{user_id}/password", response_model=PasswordResetOut, responses=problems(404, 409, 422))
+def reset_password(
+    session: SessionDep,
+    admin: AdminDep,
+    context: RequestContextDep,
+    user_id: uuid.UUID,
+    reset: PasswordReset | None = None,
+) -> PasswordResetOut:
+    """Set a temporary password (the one given, or a generated one returned this once); the user must
+    choose a new one at the next sign-in, and every session of theirs ends."""
+    with audit.recorded(session, context, "user.password_reset", admin, f"user:{user_id}") as event:
+        if user_id == admin.id:
+            raise Conflict("cannot_reset_self", "change your own password with POST /me/password")
+        user = _get_user_or_404(session, user_id)
+        chosen = reset.password if reset else None
+        temporary = identity.reset_password(session, user, chosen)
+        event.detail = "chosen by the administrator" if chosen else "generated"
+    return PasswordResetOut(user=UserOut.model_validate(user), temporary_password=None if chosen else temporary)

@@ -1,4 +1,4 @@
-// Admin: the audit log, newest first, filtered by actor, action and date range, a page at a time.
+// Admin: the audit log, newest first, filtered by actor, action and date range, a page at a time; a CSV export.
 import * as api from "../api.js";
 import { clearFields, el } from "../dom.js";
 import { dayRange, formatDateTime } from "../format.js";
@@ -62,6 +62,9 @@ export function createAuditView(section) {
   });
   form.addEventListener("reset", () => setTimeout(reload)); // after the fields are cleared
   section.querySelector("[data-role=refresh]").addEventListener("click", () => table.load());
+  section.querySelector("[data-role=export]").addEventListener("click", () =>
+    api.downloadCsv("/audit/export.csv", filters()).catch((failure) => table.showError(failure)),
+  );
 
   return {
     load: reload,

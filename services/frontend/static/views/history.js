@@ -171,6 +171,10 @@ export function createHistoryView(section, { onOpen }) {
   // After the reset has cleared the fields.
   form.addEventListener("reset", () => setTimeout(() => load({ offset: 0 })));
   section.querySelector("[data-role=refresh]").addEventListener("click", () => load());
+  // administrators: the results these filters list, as a CSV file
+  section.querySelector("[data-role=export]").addEventListener("click", () =>
+    api.downloadCsv("/results/export.csv", { ...filters(), sort }).catch((failure) => showMessage(error, errorMessage(failure))),
+  );
 
   return {
     /** Loads the current page with the current filters. */

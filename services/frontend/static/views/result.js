@@ -1,6 +1,7 @@
 // One classification result: the finding in words, warnings, a bar per class, threshold and model.
 import { el } from "../dom.js";
 import { formatDateTime, formatPercent } from "../format.js";
+import { warningNote, warningTag } from "../intended-use.js";
 import {
   describeClass,
   DISCLAIMER,
@@ -10,6 +11,7 @@ import {
   OUT_OF_DISTRIBUTION_NOTE,
   UNCERTAIN_NOTE,
 } from "../labels.js";
+import { modelHref } from "./models.js";
 
 /** `extraFacts`: more [term, description] pairs, e.g. the image's DICOM attributes in the detail view. */
 export function renderResult(result, extraFacts = []) {
@@ -24,7 +26,10 @@ export function renderResult(result, extraFacts = []) {
       "dl",
       { className: "facts" },
       ...fact("Decision threshold", thresholdText(result)),
-      ...fact("Model", modelName(result)),
+      el("dt", { textContent: "Model" }),
+      el("dd", {}, `${modelName(result)} · `, modelLink(result.model_name, "About this model")),
+      ...(result.image_kind ? fact("Image kind", imageKindText(result.image_kind)) : []),
+      ...(result.age_band ? fact("Age band", `${result.age_band} years`) : []),
       ...(result.ood ? fact("Image check", imageCheckText(result.ood)) : []),
       ...fact("Classified", formatDateTime(result.created_at)),
       ...fact("Submitted by", result.created_by),
@@ -39,14 +44,26 @@ export function warningTags(result) {
   const tags = [];
   if (isUncertain(result)) tags.push(el("span", { className: "tag tag--warning", textContent: "Uncertain" }));
   if (isOutOfDistribution(result)) tags.push(el("span", { className: "tag tag--warning", textContent: "Unusual image" }));
+  for (const warning of result.warnings ?? []) {
+    tags.push(el("span", { className: "tag tag--warning", textContent: warningTag(warning) }));
+  }
   return tags;
 }
 
 function renderWarnings(result) {
-  const notes = [];
+  const notes = (result.warnings ?? []).map(warningNote);
   if (isUncertain(result)) notes.push(UNCERTAIN_NOTE);
   if (isOutOfDistribution(result)) notes.push(OUT_OF_DISTRIBUTION_NOTE);
   return notes.map((note) => el("p", { className: "warning", textContent: note }));
+}
+
+/** A link to the model page (intended use, population, metrics, known limits) of a model. */
+function modelLink(name, text) {
+  return el("a", { href: modelHref(name), textContent: text });
+}
+
+function imageKindText(kind) {
+  return `${kind.name} (${formatPercent(kind.probability)}, checked by ${kind.model})`;
 }
 
 function renderProbabilities(result) {

@@ -1,4 +1,4 @@
-// What the admin tables share: loading, error and empty states, and the row action to disable an account.
+// What the admin tables share: loading, error and empty states, and row actions (disable an account, ...).
 import { el, roles, showMessage } from "../dom.js";
 import { formatDateTime } from "../format.js";
 import { errorMessage } from "../messages.js";
@@ -52,16 +52,24 @@ export function dateCell(isoString) {
   return el("td", { textContent: formatDateTime(isoString) });
 }
 
-/** A "Disable" button for an active account that asks first (there is no way to enable it again). */
+/** A "Disable" button for an active account that asks first (API clients cannot be enabled again). */
 export function disableCell(account, name, disable) {
   if (!account.is_active) return el("td");
-  const button = el("button", { type: "button", className: "button button--small button--danger", textContent: "Disable" });
-  button.setAttribute("aria-label", `Disable ${name}`);
+  return el("td", { className: "row-actions" }, rowAction("Disable", name, disable, {
+    danger: true,
+    confirm: `Disable ${name}? Its sign-ins and tokens stop working at once, and it cannot be enabled again.`,
+  }));
+}
+
+/** A small row button labelled "<text> <name>" for screen readers, which may ask first and waits for `act`. */
+export function rowAction(text, name, act, { danger = false, confirm = null } = {}) {
+  const className = `button button--small${danger ? " button--danger" : ""}`;
+  const button = el("button", { type: "button", className, textContent: text });
+  button.setAttribute("aria-label", `${text} ${name}`);
   button.addEventListener("click", () => {
-    if (window.confirm(`Disable ${name}? Its sign-ins and tokens stop working at once, and it cannot be enabled again.`)) {
-      button.disabled = true;
-      disable().finally(() => (button.disabled = false));
-    }
+    if (confirm && !window.confirm(confirm)) return;
+    button.disabled = true;
+    act().finally(() => (button.disabled = false));
   });
-  return el("td", { className: "row-actions" }, button);
+  return button;
 }
