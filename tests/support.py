@@ -1,7 +1,9 @@
 """Small helpers the tests share (imported by conftest.py and test modules)."""
 
+import asyncio
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,3 +122,13 @@ def token_claims(subject: str, role: str = "clinician", **overrides) -> dict:
         "jti": uuid.uuid4().hex,
     } | overrides
     return {name: value for name, value in claims.items() if value is not None}
+
+
+def run_async(coroutine):
+    """Runs a coroutine to its end on a fresh event loop in its own thread.
+
+    The browser tests' Playwright (sync API) keeps an event loop running in the main thread for
+    the whole session, where asyncio.run() would refuse to start.
+    """
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        return runner.submit(asyncio.run, coroutine).result()

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from processes import REPO_ROOT
+
 from reliability.load import LoadReport, sample_images, service_client_token
 from reliability.stack import start_stack
 

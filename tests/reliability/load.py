@@ -13,25 +13,13 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 from support import client_credentials_token, login, new_api_client
 
 SUCCESS = (200, 201)
-
-
-def run_async(coroutine):
-    """Runs a coroutine to its end on a fresh event loop in its own thread.
-
-    The browser tests' Playwright (sync API) keeps an event loop running in the main thread for
-    the whole session, where asyncio.run() would refuse to start.
-    """
-    with ThreadPoolExecutor(max_workers=1) as runner:
-        return runner.submit(asyncio.run, coroutine).result()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-
 from processes import (
     PYTHON,
     REPO_ROOT,

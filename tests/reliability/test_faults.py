@@ -4,11 +4,11 @@ says which dependency is out, the gateway recovers on its own, and nothing is ha
 
 import httpx
 import pytest
+from support import run_async
 
 from reliability import evidence
 from reliability.conftest import OUTAGE_SECONDS
 from reliability.faults import FAULTS, run_fault
-from reliability.load import run_async
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET, INFERENCE_TIMEOUT_SECONDS
 

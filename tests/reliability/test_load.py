@@ -1,9 +1,11 @@
 """Load at concurrency 32 through the whole stack, then rows against objects against answers."""
 
 
+from support import run_async
+
 from reliability import evidence
 from reliability.conftest import REQUESTS
-from reliability.load import run_async, run_load
+from reliability.load import run_load
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET
 

@@ -11,12 +11,12 @@ import hashlib
 
 import httpx
 import psycopg
+from support import login, run_async
 
 from reliability import evidence
-from reliability.load import keepalive_limits, run_async, run_load
+from reliability.load import keepalive_limits, run_load
 from reliability.reconcile import reconcile
 from reliability.stack import BUCKET
-from support import login
 
 RESTARTED = "Postgres, S3 relay, inference, gateway; moto S3 kept up"
 

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import run_async
 
 from inference.model import OnnxModel
 from inference.settings import Settings
@@ -112,10 +113,11 @@ def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_the_models
     model = model_repository.get(MODEL, "1")  # batching on
     reference = OnnxModel.load(COMMITTED_MODEL, Settings())
     threads: list[str] = []
+    loop_thread: list[threading.Thread] = []
     run = model._run
 
     def recorded_run(inputs, names):
-        threads.append("event loop" if threading.current_thread() is threading.main_thread() else "model thread")
+        threads.append("event loop" if threading.current_thread() is loop_thread[0] else "model thread")
         return run(inputs, names)
 
     model._run = recorded_run  # type: ignore[method-assign]
@@ -124,6 +126,7 @@ def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_the_models
         return InferRequest(inputs=[Tensor("image", "FP32", images[i : i + 1])])
 
     async def calls():
+        loop_thread.append(threading.current_thread())
         dataplane = DataPlane(model_repository, settings)
         alone = await dataplane.infer(MODEL, "1", request(0))
         # arriving together, as under load: each reaches the data plane before any of them runs
@@ -131,7 +134,7 @@ def test_a_lone_request_runs_on_the_event_loop_and_concurrent_ones_on_the_models
         dataplane.close()
         return [alone, *together]
 
-    results = asyncio.run(calls())
+    results = run_async(calls())
     for i, result in enumerate(results):
         expected = reference.predict({"image": images[i : i + 1]})["probabilities"]
         np.testing.assert_array_equal(result.outputs["probabilities"], expected)
