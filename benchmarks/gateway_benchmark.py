@@ -146,6 +146,7 @@ def running_services(logs: Path):
                 "ENVIRONMENT": "production",
                 "DATABASE_URL": database_url,
                 "JWT_SECRET": uuid.uuid4().hex * 2,
+                "DEIDENTIFICATION_UID_SECRET": uuid.uuid4().hex * 2,
                 "INFERENCE_URL": f"http://127.0.0.1:{inference_port}",
                 "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
                 "S3_BUCKET": BUCKET,

@@ -150,19 +150,6 @@ class CpuWatch:
 # -- the model and its reference answers ----------------------------------------------------
 
 
-def session_options(threads: int = 1):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
-
-
 @dataclass
 class Workload:
     images: list[np.ndarray]  # (1, H, W, 1) float32, 8-bit pixel values as a client sends them
@@ -173,6 +160,7 @@ class Workload:
 
 def make_workload(model_path: Path, count: int = DISTINCT_IMAGES) -> Workload:
     import onnxruntime as ort
+    from peers.onnx_session import session_options
 
     session = ort.InferenceSession(str(model_path), session_options(), providers=["CPUExecutionProvider"])
     shape = [1 if not isinstance(dim, int) or dim < 0 else dim for dim in session.get_inputs()[0].shape]
@@ -630,6 +618,7 @@ def probe_binary(server: Server, workload: Workload) -> str | None:
 def measure_in_process(workload: Workload, count: int) -> tuple[float, float]:
     """onnxruntime in this process, one image per call: calls/s and the cores others used meanwhile."""
     import onnxruntime as ort
+    from peers.onnx_session import session_options
 
     session = ort.InferenceSession(str(MODEL_DIR / "model.onnx"), session_options(), providers=["CPUExecutionProvider"])
     feeds = [{"image": image} for image in workload.images]

@@ -88,9 +88,9 @@ def inference_process(port: int, env: dict[str, str], log_path: Path | None = No
 
 
 def gateway_process(port: int, env: dict[str, str], log_path: Path | None = None) -> ServiceProcess:
-    return ServiceProcess(
-        "gateway", uvicorn_args("gateway.main:create_app", port), env, f"http://127.0.0.1:{port}/health/live", log_path
-    )
+    # the gateway takes the client's address from X-Forwarded-For itself (TRUSTED_PROXIES), not uvicorn
+    args = [*uvicorn_args("gateway.main:create_app", port), "--no-proxy-headers"]
+    return ServiceProcess("gateway", args, env, f"http://127.0.0.1:{port}/health/live", log_path)
 
 
 def s3_process(port: int, log_path: Path | None = None) -> ServiceProcess:

@@ -26,9 +26,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def development_secret() -> str:
-    """A random JWT secret kept in .local/ so sessions survive a restart of the local run."""
-    path = STATE_DIR / "jwt-secret"
+def development_secret(name: str = "jwt-secret") -> str:
+    """A random secret kept in .local/ so sessions (and pseudonyms) survive a restart of the local run."""
+    path = STATE_DIR / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
@@ -47,13 +47,19 @@ def main() -> None:
         "STORAGE_BACKEND": "local",
         "LOCAL_STORAGE_DIR": str(STATE_DIR / "objects"),
         "JWT_SECRET": development_secret(),
+        "DEIDENTIFICATION_UID_SECRET": development_secret("deidentification-secret"),
         "INFERENCE_URL": f"http://127.0.0.1:{args.inference_port}",
+        "INFERENCE_REPOSITORY_TOKEN": development_secret("inference-repository-token"),
+        "TRUSTED_PROXIES": "127.0.0.1",  # the local frontend's proxy
     }
     created = run_prestart(gateway_env)
-    print(created or "Sign in with the administrator created on the first run (delete .local/ to start afresh).", end="\n")
+    print(
+        created or "Sign in with the administrator created on the first run (delete .local/ to start afresh).", end="\n"
+    )
     services = []
     try:
-        services.append(inference_process(args.inference_port, {}, logs / "inference.log").start())
+        inference_env = {"INFERENCE_REPOSITORY_TOKEN": gateway_env["INFERENCE_REPOSITORY_TOKEN"]}
+        services.append(inference_process(args.inference_port, inference_env, logs / "inference.log").start())
         services.append(gateway_process(args.api_port, gateway_env, logs / "gateway.log").start())
         api = f"http://127.0.0.1:{args.api_port}"
         services.append(frontend_process(args.port, api, logs / "frontend.log").start())

@@ -13,6 +13,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 command -v busybox >/dev/null 2>&1 || missing+=(busybox)
 # Redis: the gateway's shared limits (tests/api/test_shared_limits.py)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# dciodvfy validates the gateway's DICOM Structured Reports (tests/api/test_hospital_integration.py)
+command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || exit 1

@@ -95,7 +95,10 @@ def inference_url(logs_dir):
     from processes import free_port, inference_process
 
     port = free_port()
-    service = inference_process(port, {"INFERENCE_MODEL_REPOSITORY": str(MODEL_REPOSITORY)}, logs_dir / "inference.log")
+    from support import REPOSITORY_TOKEN
+
+    env = {"INFERENCE_MODEL_REPOSITORY": str(MODEL_REPOSITORY), "INFERENCE_REPOSITORY_TOKEN": REPOSITORY_TOKEN}
+    service = inference_process(port, env, logs_dir / "inference.log")
     service.start()
     yield f"http://127.0.0.1:{port}"
     service.stop()
@@ -110,11 +113,20 @@ class Gateway:
 
 
 def gateway_env(postgres_url: str, s3: S3Server, inference_url: str) -> dict[str, str]:
+    from support import REPOSITORY_TOKEN
+
     return {
         "ENVIRONMENT": "production",
         "DATABASE_URL": postgres_url,
         "JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        "DEIDENTIFICATION_UID_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        # every test signs in from 127.0.0.1: the per-address sign-in lock is tested on gateways of its own
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
+        # and every refused token comes from there: the audit trail's aggregation of repeated failures is
+        # tested on a gateway of its own, the other tests find each failure's own event
+        "AUDIT_FAILURES_IN_FULL_PER_MINUTE": "100000",
         "INFERENCE_URL": inference_url,
+        "INFERENCE_REPOSITORY_TOKEN": REPOSITORY_TOKEN,
         "INFERENCE_TIMEOUT_SECONDS": "10",
         "STORAGE_BACKEND": "s3",
         "S3_ENDPOINT_URL": s3.endpoint_url,

@@ -5,11 +5,13 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+# the session's inference service requires it on its repository calls (the gateway sends it)
+REPOSITORY_TOKEN = uuid.uuid4().hex
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 
@@ -52,11 +54,16 @@ def new_api_client(admin_client: httpx.Client) -> dict:
     return response.json()
 
 
-def client_credentials_token(base_url: str, client_id: str, client_secret: str) -> str:
-    response = httpx.post(
+def client_credentials_grant(base_url: str, client_id: str, client_secret: str) -> httpx.Response:
+    """POST /auth/token with the client-credentials flow, as a hospital system signs in."""
+    return httpx.post(
         f"{base_url}/auth/token",
         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
     )
+
+
+def client_credentials_token(base_url: str, client_id: str, client_secret: str) -> str:
+    response = client_credentials_grant(base_url, client_id, client_secret)
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
 
@@ -109,7 +116,7 @@ def stored_counts(database, s3_server) -> tuple[int, int, int]:
 
 def token_claims(subject: str, role: str = "clinician", **overrides) -> dict:
     """The claims of a valid access token for a user, as the gateway issues them; an override of None drops a claim."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {
         "sub": subject,
         "role": role,
@@ -132,3 +139,25 @@ def run_async(coroutine):
     """
     with ThreadPoolExecutor(max_workers=1) as runner:
         return runner.submit(asyncio.run, coroutine).result()
+
+
+def dicom_file(dataset, transfer_syntax=None, **attributes) -> bytes:
+    """The data set as a DICOM file, with some attributes set first (None deletes one); with a transfer
+    syntax, its file meta is written anew from the data set's SOP Class and Instance UIDs."""
+    import io
+
+    from pydicom.dataset import FileMetaDataset
+
+    for keyword, value in attributes.items():
+        if value is None:
+            dataset.pop(keyword, None)
+        else:
+            setattr(dataset, keyword, value)
+    if transfer_syntax is not None:
+        dataset.file_meta = FileMetaDataset()
+        dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -69,6 +69,9 @@ class Classification(BaseModel):
     calibration: AppliedCalibration | None = None
     ood: OodCheck | None = None
     explanation: Heatmap | None = None
+    # the answers of the models that follow this one on its label (a severity grade after a finding),
+    # from the same request; a follow-up model's card names the model and label it follows
+    followups: list[Classification] = []
 
     @property
     def labels(self) -> list[str]:
@@ -76,6 +79,15 @@ class Classification(BaseModel):
 
     def describe(self, label: str) -> ClassInfo:
         return next(item for item in self.classes if item.label == label)
+
+
+class RoutedClassification(BaseModel):
+    """One image through a routing model and on to the model its label is routed to: `routing` is the
+    routing model's answer (e.g. the image's kind), `routed` the answer of the model routed to (None when
+    no route was given for the label)."""
+
+    routing: Classification
+    routed: Classification | None = None
 
 
 def decide(card: ModelCard, probabilities: Mapping[str, float]) -> str:

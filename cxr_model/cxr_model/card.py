@@ -31,12 +31,16 @@ class Preprocessing(BaseModel):
        is grayscale;
     2. `crop`: `center_square` keeps the largest centred square, `none` keeps all;
     3. resize to `resize.width` x `resize.height` with `resize.method` (Pillow);
-    4. value = pixel * scale + offset, as `dtype`, laid out HWC with `channels`.
+    4. `equalize`: `histogram` spreads the resized image's grey levels evenly over 0..255
+       (Pillow's `ImageOps.equalize`), so exposure and contrast, which differ between sites
+       and devices, no longer tell one hospital's images from another's; `none` keeps them;
+    5. value = pixel * scale + offset, as `dtype`, laid out HWC with `channels`.
     """
 
     color_mode: Literal["grayscale", "rgb"] = "grayscale"
     crop: Literal["center_square", "none"] = "center_square"
     resize: ResizeSpec
+    equalize: Literal["none", "histogram"] = "none"
     channels: Literal[1, 3] = 1
     layout: Literal["NHWC"] = "NHWC"
     dtype: Literal["float32"] = "float32"
@@ -104,6 +108,20 @@ class ClassDescription(BaseModel):
     finding: str  # the sentence shown when the model decides this class: "Pneumonia suspected"
 
 
+class CardSummary(BaseModel):
+    """What a model server publishes of a card (the `parameters` of its model metadata) for clients that
+    show or route to the model; read back with this schema on the other side."""
+
+    version: str
+    task: str
+    description: str = ""
+    labels: list[str] = Field(min_length=2)
+    classes: dict[str, ClassDescription]  # every label's words
+    metrics: dict[str, dict[str, float]] = {}
+    metrics_ci: dict[str, dict[str, tuple[float, float]]] = {}
+    intended_use: IntendedUse | None = None
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -120,6 +138,8 @@ class ModelCard(BaseModel):
     decision: Decision = Decision()
     batching: Batching | None = None
     metrics: dict[str, dict[str, float]] = {}
+    # 95% confidence intervals of `metrics` (split -> metric -> (low, high)), by bootstrap over the split's images
+    metrics_ci: dict[str, dict[str, tuple[float, float]]] = {}
     training: dict[str, Any] = {}
     calibration: Calibration | None = None
     explanation: Explanation | None = None
@@ -140,6 +160,13 @@ class ModelCard(BaseModel):
 
     def describe(self, label: str) -> ClassDescription:
         return self.classes.get(label) or ClassDescription(name=label, finding=f"Model output: {label}")
+
+    def summary(self) -> CardSummary:
+        return CardSummary(
+            classes={label: self.describe(label) for label in self.labels},
+            **self.model_dump(include={"version", "task", "description", "labels", "metrics", "metrics_ci"}),
+            intended_use=self.intended_use,
+        )
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelCard:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -30,6 +31,9 @@ EXTENSIONS: dict[MediaType, str] = {JPEG: "jpg", PNG: "png", DICOM: "dcm"}
 
 # the stretch of a DICOM that carries no VOI window or LUT: robust to a few extreme pixels
 _UNWINDOWED_PERCENTILES = (0.5, 99.5)
+# pixels of a frame turned into display values at a time: pydicom's LUT functions compute in float64,
+# which for a whole 40-megapixel frame would take hundreds of MiB
+_STRIPE_PIXELS = 1 << 20
 
 
 class ImageError(ValueError):
@@ -67,7 +71,10 @@ def media_type_of(data: bytes) -> MediaType:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """JPEG, PNG or DICOM bytes -> the image as displayed (8-bit grey or RGB for DICOM)."""
+    """JPEG, PNG or DICOM bytes -> the image as displayed (8-bit grey or RGB for DICOM).
+
+    Files of more than `max_pixels` (a DICOM's Rows x Columns x frames) are refused from their
+    header, before any pixel is decoded."""
     if media_type_of(data) == DICOM:
         return decode_dicom(read_dicom(data, max_pixels), max_pixels)
     try:
@@ -83,9 +90,31 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise ImageError("image_too_large", f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
+def _check_size(width: int, height: int, max_pixels: int, frames: int = 1) -> None:
+    if width * height * frames > max_pixels:
+        size = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+        raise ImageError("image_too_large", f"the image has {size} pixels; at most {max_pixels} are accepted")
+
+
+def check_header_size(data: bytes, max_pixels: int) -> None:
+    """An ImageError `image_too_large` when the file's header states more than `max_pixels` (a DICOM's
+    Rows x Columns x frames), read without decoding any pixel; other problems are left to the decoder."""
+    if media_type_of(data) == DICOM:
+        check_dicom_size(read_dicom(data, max_pixels), max_pixels)
+        return
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError("image_too_large", f"the image is too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    _check_size(width, height, max_pixels)
+
+
+def check_dicom_size(dataset: Dataset, max_pixels: int) -> None:
+    frames = dataset.get("NumberOfFrames")
+    _check_size(int(dataset.get("Columns") or 0), int(dataset.get("Rows") or 0), max_pixels, int(frames or 1))
 
 
 # Attributes parsed eagerly (pydicom parses values lazily, so a malformed one would otherwise
@@ -180,7 +209,7 @@ def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     between its 0.5th and 99.5th percentiles. Colour files (RGB, YBR, palette colour) are shown
     as RGB.
     """
-    _check_size(int(dataset.get("Columns") or 0), int(dataset.get("Rows") or 0), max_pixels)
+    check_dicom_size(dataset, max_pixels)
     _check_decodable(dataset)
     try:  # only the first frame: decoding all of a multi-frame file could take gigabytes
         frame = pixel_array(dataset, index=0)
@@ -190,18 +219,37 @@ def decode_dicom(dataset: Dataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
         if str(dataset.get("PhotometricInterpretation") or "").strip() == "PALETTE COLOR":
             return Image.fromarray(_palette_rgb(dataset, frame), "RGB")
         if int(dataset.get("SamplesPerPixel") or 1) != 1:
-            return Image.fromarray(_to_8bit(frame, *_stored_range(dataset)), "RGB")
+            return Image.fromarray(_striped(frame, lambda rows: _to_8bit(rows, *_stored_range(dataset))), "RGB")
         return Image.fromarray(display_grey(dataset, frame), "L")
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise ImageError("corrupt_image", f"the DICOM display attributes are invalid: {exc}") from exc
 
 
+def _stripes(frame: np.ndarray) -> Iterator[slice]:
+    """Slices of whole rows of the frame, of about `_STRIPE_PIXELS` each."""
+    rows, columns = frame.shape[:2]
+    step = max(1, _STRIPE_PIXELS // max(columns, 1))
+    return (slice(start, start + step) for start in range(0, rows, step))
+
+
+def _striped(frame: np.ndarray, to_display: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`to_display` (an element-wise map to 8 bits) applied stripe by stripe: the same pixels as on the
+    whole frame at once, with temporaries the size of a stripe."""
+    displayed: np.ndarray | None = None
+    for rows in _stripes(frame):
+        stripe = to_display(frame[rows])
+        if displayed is None:
+            displayed = np.empty(frame.shape[:2] + stripe.shape[2:], np.uint8)
+        displayed[rows] = stripe
+    return displayed if displayed is not None else to_display(frame)
+
+
 def _palette_rgb(dataset: Dataset, frame: np.ndarray) -> np.ndarray:
-    rgb = apply_color_lut(frame, dataset)
     bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
-    if bits == 16 and rgb.max() < 256:  # 8-bit entries in 16-bit words, which PS3.3 C.7.6.3.1.5 says some write
+    # 8-bit entries in 16-bit words, which PS3.3 C.7.6.3.1.5 says some write
+    if bits == 16 and max(int(apply_color_lut(frame[rows], dataset).max()) for rows in _stripes(frame)) < 256:
         bits = 8
-    return _to_8bit(rgb, 0, 2**bits - 1)
+    return _striped(frame, lambda rows: _to_8bit(apply_color_lut(rows, dataset), 0, 2**bits - 1))
 
 
 def _check_decodable(dataset: Dataset) -> None:
@@ -219,17 +267,60 @@ def _check_decodable(dataset: Dataset) -> None:
 
 
 def display_grey(dataset: Dataset, frame: np.ndarray) -> np.ndarray:
-    """One grey frame of stored values -> 8-bit display values (see `decode_dicom`)."""
-    values = apply_modality_lut(frame, dataset)
-    if dataset.get("VOILUTSequence"):
-        values = _lut_input(values, dataset.VOILUTSequence[0])
+    """One grey frame of stored values -> 8-bit display values (see `decode_dicom`), a stripe at a time."""
     if _has_voi(dataset):
-        values = apply_voi_lut(values, dataset, index=0)
         low, high = _voi_output_range(dataset)
     else:
-        low, high = (float(v) for v in np.percentile(values, _UNWINDOWED_PERCENTILES))
-    grey = _to_8bit(values, low, high)
-    return 255 - grey if _inverted(dataset) else grey
+        low, high = _modality_percentiles(dataset, frame, _UNWINDOWED_PERCENTILES)
+    grey = _striped(frame, lambda rows: _to_8bit(_displayed_values(dataset, rows), low, high))
+    return np.subtract(255, grey, out=grey) if _inverted(dataset) else grey
+
+
+def _displayed_values(dataset: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Stored values -> Modality LUT -> VOI LUT or window (when the file has one)."""
+    values = apply_modality_lut(stored, dataset)
+    if not _has_voi(dataset):
+        return values
+    if dataset.get("VOILUTSequence"):
+        values = _lut_input(values, dataset.VOILUTSequence[0])
+    return apply_voi_lut(values, dataset, index=0)
+
+
+def _modality_percentiles(dataset: Dataset, frame: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """`np.percentile(apply_modality_lut(frame, dataset), percentiles)`, to the last bit, without the
+    frame's modality values in memory: the Modality LUT maps equal stored values alike, so the order
+    statistics follow from how often each stored value occurs."""
+    stored, counts = _stored_value_counts(frame)
+    values = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ranked, ends = values[order], np.cumsum(counts[order])  # ends[i]: the rank after the last of ranked[i]
+    last = int(ends[-1]) - 1
+
+    def at_rank(rank: int) -> np.float64:
+        return ranked[np.searchsorted(ends, rank, side="right")]
+
+    def percentile(q: float) -> float:  # numpy's "linear" method, computed as numpy computes it
+        virtual = np.float64(last) * np.true_divide(q, 100)
+        below = min(max(int(np.floor(virtual)), 0), last)
+        weight = virtual - below
+        a, b = at_rank(below), at_rank(min(below + 1, last))
+        return float(b - (b - a) * (1 - weight) if weight >= 0.5 else a + (b - a) * weight)
+
+    return percentile(percentiles[0]), percentile(percentiles[1])
+
+
+def _stored_value_counts(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct stored values (in the frame's dtype) and how often each occurs."""
+    if frame.dtype.kind not in "iu" or frame.dtype.itemsize > 2:
+        return np.unique(frame, return_counts=True)
+    unsigned = frame.view(frame.dtype.str.replace("i", "u"))  # a signed value v counted at v mod 2**bits
+    counts = np.zeros(1 << (8 * frame.dtype.itemsize), np.int64)
+    for rows in _stripes(unsigned):
+        counts += np.bincount(unsigned[rows].ravel(), minlength=counts.size)
+    offset = int(np.iinfo(frame.dtype).min)
+    counts = np.roll(counts, -offset)  # index i: the value i + offset
+    present = np.flatnonzero(counts)
+    return (present + offset).astype(frame.dtype), counts[present]
 
 
 def _has_voi(dataset: Dataset) -> bool:
@@ -293,7 +384,7 @@ def to_8bit(image: Image.Image) -> Image.Image:
     """16-bit and 32-bit grey images (PNG can hold them) stretched to 0..255 by their own range."""
     if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
         return image
-    pixels = np.asarray(image, dtype=np.float64)
+    pixels = np.asarray(image)
     return Image.fromarray(_to_8bit(pixels, float(pixels.min()), float(pixels.max())), "L")
 
 

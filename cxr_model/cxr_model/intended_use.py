@@ -31,6 +31,14 @@ class Population(BaseModel):
         return low <= age_years <= high
 
 
+class FollowUp(BaseModel):
+    """A model that is not routed to by image kind but runs after another model, in the same request,
+    on the images that model decided as `label` (the severity of what it found)."""
+
+    model: str  # the name of the model it follows
+    label: str  # that model's label after which it runs
+
+
 class IntendedUse(BaseModel):
     image_kind: ImageKind  # the image-kind model's label for the images this model is made for
     input_kind: str  # in words: "frontal projection chest X-ray", "axial chest CT slice"
@@ -42,6 +50,7 @@ class IntendedUse(BaseModel):
     min_source_pixels: int = Field(default=0, ge=0)  # the shorter side of the image, in pixels
     population: Population
     known_limits: list[str] = []
+    follows: FollowUp | None = None  # None: images are routed to it by their kind
 
 
 class ImageFacts(BaseModel):
@@ -67,6 +76,7 @@ RefusalCode = Literal[
     "unsupported_photometric_interpretation",
     "image_too_small",
     "population_mismatch",
+    "burned_in_annotation",  # not the model's intended use: the gateway's own rule (a warning, by setting)
 ]
 
 

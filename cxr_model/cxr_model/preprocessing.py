@@ -7,7 +7,7 @@ is served cannot drift apart.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cxr_model.card import Preprocessing
 from cxr_model.images import DEFAULT_MAX_PIXELS, decode_image, to_8bit
@@ -37,6 +37,8 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     size = (spec.resize.width, spec.resize.height)
     if image.size != size:
         image = image.resize(size, resample=_RESAMPLING[spec.resize.method])
+    if spec.equalize == "histogram":
+        image = ImageOps.equalize(image)
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

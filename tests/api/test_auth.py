@@ -18,7 +18,8 @@ def make_token(gateway, **overrides) -> str:
     claims = token_claims(me["id"], role="admin") | overrides
     algorithm = claims.pop("alg", "HS256")
     secret = claims.pop("secret", gateway.env["JWT_SECRET"])
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm=algorithm)
+    headers = {"typ": claims.pop("typ", "at+jwt")}
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm=algorithm, headers=headers)
 
 
 def test_login_returns_a_short_lived_bearer_token(gateway):
@@ -54,15 +55,35 @@ def test_missing_token_gets_401(gateway):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"exp": datetime.now(timezone.utc) - timedelta(seconds=1)},
+        {"exp": datetime.now(timezone.utc) - timedelta(seconds=31)},
         {"aud": "another-service"},
+        {"aud": None},
         {"iss": "someone-else"},
+        {"iss": None},
+        {"kind": None},
+        {"kind": "robot"},
+        {"typ": "JWT"},
+        {"typ": None},
         {"secret": "not-the-secret-" + uuid.uuid4().hex},
         {"alg": "HS512"},
         {"jti": None},
         {"nbf": datetime.now(timezone.utc) + timedelta(minutes=10)},
     ],
-    ids=["expired", "audience", "issuer", "signature", "algorithm", "no-jti", "not-yet-valid"],
+    ids=[
+        "expired-beyond-the-leeway",
+        "audience",
+        "no-audience",
+        "issuer",
+        "no-issuer",
+        "no-kind",
+        "unknown-kind",
+        "another-type",
+        "no-type",
+        "signature",
+        "algorithm",
+        "no-jti",
+        "not-yet-valid",
+    ],
 )
 def test_invalid_tokens_get_401(gateway, overrides):
     token = make_token(gateway, **overrides)
@@ -81,6 +102,19 @@ def test_unsigned_token_is_refused(gateway):
 def test_a_well_formed_token_is_accepted(gateway):
     response = httpx.get(f"{gateway.url}/me", headers={"Authorization": f"Bearer {make_token(gateway)}"})
     assert response.status_code == 200
+
+
+def test_tokens_carry_their_type_and_a_clock_skew_of_30_s_is_tolerated(gateway):
+    issued = login(gateway.url, gateway.admin_username, gateway.admin_password)
+    assert jwt.get_unverified_header(issued)["typ"] == "at+jwt"
+    assert jwt.get_unverified_claims(issued)["kind"] == "user"
+    now = datetime.now(timezone.utc)
+    skewed = [  # a replica whose clock is 20 s ahead issued it, or one 20 s behind checks it
+        make_token(gateway, iat=now + timedelta(seconds=20), nbf=now + timedelta(seconds=20)),
+        make_token(gateway, exp=now - timedelta(seconds=20)),
+    ]
+    for token in skewed:
+        assert httpx.get(f"{gateway.url}/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_only_admins_create_users_and_new_users_can_sign_in(admin_client, gateway):

@@ -3,13 +3,15 @@
 import hashlib
 
 import pytest
-
 from support import latest_model_version, stored_counts
+
+from gateway.intake import stripped_jpeg
 
 
 def test_classify_stores_image_and_result(admin_client, sample_xrays, database, s3_server):
     path = sample_xrays["pneumonia"][0]
     data = path.read_bytes()
+    kept = stripped_jpeg(data)  # what is stored: the JPEG without its metadata segments (test_upload_hygiene.py)
     before = stored_counts(database, s3_server)
 
     response = admin_client.post("/classify", files={"file": (path.name, data, "application/octet-stream")})
@@ -23,10 +25,11 @@ def test_classify_stores_image_and_result(admin_client, sample_xrays, database, 
     assert all(item["name"] and item["finding"] for item in result["classes"])
     assert result["positive_class"] == "pneumonia" and result["task"]
     assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
-    assert (result["model_name"], result["model_version"]) == ("pneumonia-xray", latest_model_version())
+    adult = "pneumonia-xray-adult"  # a JPEG states no age: the adult model answers
+    assert (result["model_name"], result["model_version"]) == (adult, latest_model_version(adult))
     assert result["created_by"] == "admin"
     assert result["image"]["content_type"] == "image/jpeg"  # from the bytes, not the declared type
-    assert result["image"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert result["image"]["sha256"] == hashlib.sha256(kept).hexdigest()
     assert result["explanation"] is not None  # its heatmap is in the row, not another object
     assert stored_counts(database, s3_server) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
@@ -37,15 +40,15 @@ def test_classify_stores_image_and_result(admin_client, sample_xrays, database, 
     ).fetchone()
     object_key, size_bytes, sha256, label, model_version, username = row
     assert (size_bytes, sha256, label, model_version, username) == (
-        len(data),
-        hashlib.sha256(data).hexdigest(),
+        len(kept),
+        hashlib.sha256(kept).hexdigest(),
         result["label"],
-        latest_model_version(),
+        latest_model_version(adult),
         "admin",
     )
     assert path.stem not in object_key  # no file names (which may carry patient data) in keys
     stored = s3_server.client().get_object(Bucket=s3_server.bucket, Key=object_key)
-    assert stored["Body"].read() == data and stored["ContentType"] == "image/jpeg"
+    assert stored["Body"].read() == kept and stored["ContentType"] == "image/jpeg"
 
 
 def test_results_list_detail_and_image(admin_client, sample_xrays):
@@ -59,7 +62,7 @@ def test_results_list_detail_and_image(admin_client, sample_xrays):
     assert created.pop("timings").keys() == {"gate_ms", "inference_ms", "storage_ms", "database_ms"}
     assert admin_client.get(f"/results/{created['id']}").json() == created
     image = admin_client.get(created["image"]["url"])
-    assert image.status_code == 200 and image.content == data
+    assert image.status_code == 200 and image.content == stripped_jpeg(data)
     assert image.headers["content-type"] == "image/jpeg"
 
 

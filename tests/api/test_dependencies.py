@@ -44,7 +44,17 @@ def test_dependency_down_gives_503_quickly_and_stores_nothing(
 def test_ready_when_every_dependency_answers(gateway):
     response = httpx.get(f"{gateway.url}/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": {"database": True, "storage": True, "inference": True}}
+    checks = {"database": True, "storage": True, "inference": True, "models": True}
+    assert response.json() == {"ready": True, "checks": checks}
+
+
+def test_not_ready_without_the_image_kind_model(gateway_with, sample_xrays):
+    client = gateway_with(IMAGE_KIND_MODEL="no-such-image-kind-model")
+    readiness = client.get("/health/ready")
+    assert readiness.status_code == 503
+    assert readiness.json()["checks"] == {"database": True, "storage": True, "inference": True, "models": False}
+    response = client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())})
+    assert response.status_code == 503 and response.json()["code"] == "image_kind_unavailable"
 
 
 def test_oversized_upload_is_refused_with_413(gateway_with):

@@ -7,8 +7,7 @@ import uuid
 
 import httpx
 import pytest
-
-from support import bearer_client, client_credentials_token, login, new_api_client, new_user
+from support import bearer_client, client_credentials_grant, client_credentials_token, login, new_api_client, new_user
 
 
 def password_login(gateway, username: str, password: str) -> httpx.Response:
@@ -105,14 +104,7 @@ def test_rotating_a_client_secret_retires_the_old_one(gateway, admin_client):
     assert rotated.status_code == 200
     new_secret = rotated.json()["client_secret"]
     assert new_secret != api_client["client_secret"]
-    old = httpx.post(
-        f"{gateway.url}/auth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": api_client["client_id"],
-            "client_secret": api_client["client_secret"],
-        },
-    )
+    old = client_credentials_grant(gateway.url, api_client["client_id"], api_client["client_secret"])
     assert old.status_code == 401
     assert client_credentials_token(gateway.url, api_client["client_id"], new_secret)
 
@@ -126,14 +118,7 @@ def test_disabling_a_client_takes_effect_at_once(gateway, admin_client):
 
     assert disabled.status_code == 200 and disabled.json()["is_active"] is False
     assert me(gateway, token).status_code == 401
-    again = httpx.post(
-        f"{gateway.url}/auth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": api_client["client_id"],
-            "client_secret": api_client["client_secret"],
-        },
-    )
+    again = client_credentials_grant(gateway.url, api_client["client_id"], api_client["client_secret"])
     assert again.status_code == 401
 
 

@@ -6,7 +6,6 @@ import logging
 
 import httpx
 import pytest
-
 from support import stored_counts
 
 CLASSES = [
@@ -29,14 +28,21 @@ ANSWER = {
 
 
 def answering(app_client, body: bytes) -> None:
-    """The app's inference client, answering the X-ray model's classifications with `body`; the rest (the
-    image-kind model, the model cards) is asked of the real inference service."""
+    """The app's inference client, with `body` as the answer of the model an image is routed to; the rest (the
+    image-kind model's answer, the model cards) is asked of the real inference service."""
     real = httpx.Client(base_url=app_client.app.state.settings.inference_url, timeout=30)
 
     def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v2/models/pneumonia-xray/classify":
-            return httpx.Response(200, content=body)
-        answer = real.request(request.method, request.url.path, content=request.content, headers=request.headers)
+        answer = real.request(
+            request.method,
+            request.url.path,
+            params=request.url.params,
+            content=request.content,
+            headers=request.headers,
+        )
+        if request.url.path.endswith("/route"):
+            routing = json.dumps(answer.json()["routing"]).encode()
+            return httpx.Response(200, content=b'{"routing": ' + routing + b', "routed": ' + body + b"}")
         content_type = answer.headers.get("content-type", "application/json")
         return httpx.Response(answer.status_code, content=answer.content, headers={"content-type": content_type})
 

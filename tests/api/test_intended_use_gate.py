@@ -1,5 +1,6 @@
 """The intended-use gate through the real gateway and inference service (with the committed image-kind
-model and X-ray model), Postgres and the S3 server: every image gets its intended answer.
+model and the two X-ray models, pediatric and adult), Postgres and the S3 server: every image gets its
+intended answer, from the model made for the patient's age (no age known: the adult model).
 
 A matrix over real DICOM files (pydicom's bundled test files and the pydicom-data package) of every
 transfer syntax among them and several modalities (CR, MR, US, CT, NM, OT), header-less files (JPEG,
@@ -27,12 +28,13 @@ from pydicom.uid import (
     JPEG2000Lossless,
     RLELossless,
 )
-from support import MODEL_REPOSITORY, blank_png, latest_model_version, png_image, stored_counts
+from support import MODEL_REPOSITORY, blank_png, dicom_file, latest_model_version, png_image, stored_counts
 
 from cxr_model.card import ModelCard
 
 BUNDLED = Path(pydicom.__file__).parent / "data" / "test_files"
-XRAY = "pneumonia-xray"
+XRAY = "pneumonia-xray"  # children aged 1 to 5
+ADULT_XRAY = "pneumonia-xray-adult"  # adults; answers too when no age is known
 
 
 def pydicom_data() -> Path:
@@ -55,10 +57,13 @@ class Expected:
     found: str | None = None  # what the refusal says the image is (None: not checked)
     warning: str | None = None  # the result's warning
     age_band: str | None = None
+    model: str = ADULT_XRAY  # the model that answers (201)
 
 
-CLASSIFIED = Expected(201)
-ADULT_WARNED = Expected(201, warning="population_mismatch", age_band="18-64")  # born 1940, studied 2004
+CLASSIFIED = Expected(201)  # no age known: the adult model
+ADULT = Expected(201, age_band="18-64")  # born 1940, studied 2004: the adult model
+ADULT_WARNED = Expected(201, warning="population_mismatch", age_band="18-64", model=XRAY)  # named the pediatric one
+CHILD = Expected(201, age_band="1-5", model=XRAY)
 
 
 def refused(code: str, found: str | None = None) -> Expected:
@@ -67,10 +72,10 @@ def refused(code: str, found: str | None = None) -> Expected:
 
 # real files as scanners and archives wrote them: (file, what it is, its intended answer)
 REAL_DICOM = [
-    ("RG1_UNCR.dcm", "CR chest PA, MONOCHROME1, Explicit VR LE", ADULT_WARNED),
-    ("RG1_UNCI.dcm", "the same, lossy history", ADULT_WARNED),
-    ("RG1_J2KR.dcm", "the same, JPEG 2000 lossless", ADULT_WARNED),
-    ("RG1_J2KI.dcm", "the same, JPEG 2000 lossy", ADULT_WARNED),
+    ("RG1_UNCR.dcm", "CR chest PA, MONOCHROME1, Explicit VR LE", ADULT),
+    ("RG1_UNCI.dcm", "the same, lossy history", ADULT),
+    ("RG1_J2KR.dcm", "the same, JPEG 2000 lossless", ADULT),
+    ("RG1_J2KI.dcm", "the same, JPEG 2000 lossy", ADULT),
     ("RG3_UNCR.dcm", "CR extremity (hand), Explicit VR LE", refused("unsupported_body_part", "EXTREMITY")),
     ("RG3_J2KR.dcm", "CR extremity, JPEG 2000 lossless", refused("unsupported_body_part", "EXTREMITY")),
     ("RG3_J2KI.dcm", "CR extremity, JPEG 2000 lossy", refused("unsupported_body_part", "EXTREMITY")),
@@ -88,8 +93,9 @@ REAL_DICOM = [
     ("OBXXXX1A_rle.dcm", "obstetric ultrasound, palette colour, RLE", refused("unsupported_modality", "US")),
     ("JPGLosslessP14SV1_1s_1f_8b.dcm", "ultrasound, JPEG lossless P14", refused("unsupported_modality", "US")),
     ("examples_ybr_color.dcm", "ultrasound, JPEG baseline", refused("unsupported_modality", "US")),
-    ("CT_small.dcm", "CT slice (no CT model deployed)", refused("unsupported_modality", "CT")),
-    ("693_J2KR.dcm", "CT slice, JPEG 2000 lossless", refused("unsupported_modality", "CT")),
+    # CT passes the header check (covid-ct reads CT); the image-kind model sees neither slice as a chest CT
+    ("CT_small.dcm", "CT slice, not of the chest", refused("unsupported_image_kind", "other")),
+    ("693_J2KR.dcm", "CT slice, JPEG 2000 lossless, not of the chest", refused("unsupported_image_kind", "other")),
     ("JPEG-LL.dcm", "nuclear medicine, JPEG lossless", refused("unsupported_modality", "NM")),
     ("JPEG-lossy.dcm", "nuclear medicine, JPEG extended", refused("unsupported_modality", "NM")),
     ("image_dfl.dcm", "secondary capture, deflated", refused("unsupported_modality", "OT")),
@@ -115,15 +121,7 @@ REAL_DICOM = [
 
 def edited(name: str, **attributes) -> bytes:
     """A real file with some attributes changed (None deletes one)."""
-    dataset = pydicom.dcmread(io.BytesIO(real_file(name)))
-    for keyword, value in attributes.items():
-        if value is None:
-            dataset.pop(keyword, None)
-        else:
-            setattr(dataset, keyword, value)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_file(pydicom.dcmread(io.BytesIO(real_file(name))), **attributes)
 
 
 NO_TAGS = {"Modality": None, "BodyPartExamined": None, "ViewPosition": None}
@@ -134,10 +132,12 @@ EDITED_DICOM = [
         lambda: edited("RG1_UNCR.dcm", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"]),
         refused("unsupported_image_type", "ORIGINAL\\PRIMARY\\LOCALIZER"),
     ),
-    ("RG1 a child of 4", lambda: edited("RG1_UNCR.dcm", PatientAge="004Y"), Expected(201, age_band="1-5")),
-    ("RG1 without its tags", lambda: edited("RG1_UNCR.dcm", **NO_TAGS), ADULT_WARNED),  # the kind model decides
+    ("RG1 a child of 4", lambda: edited("RG1_UNCR.dcm", PatientAge="004Y"), CHILD),
+    ("RG1 an adult of 30", lambda: edited("RG1_UNCR.dcm", PatientAge="030Y"), ADULT),
+    ("RG1 without an age", lambda: edited("RG1_UNCR.dcm", PatientAge=None, PatientBirthDate=None), CLASSIFIED),
+    ("RG1 without its tags", lambda: edited("RG1_UNCR.dcm", **NO_TAGS), ADULT),  # the kind model decides
     ("MR2 without its tags", lambda: edited("MR2_UNCR.dcm", **NO_TAGS), refused("unsupported_image_kind", "other")),
-    # a CT slice (not of the chest, by the image-kind model) with no CT model deployed
+    # a CT slice that is not of the chest (by the image-kind model): no model is made for it
     ("CT without its tags", lambda: edited("693_UNCR.dcm", **NO_TAGS), refused("unsupported_image_kind")),
 ]
 
@@ -184,16 +184,16 @@ def audit_event(admin_client, request_id: str) -> dict:
     return event
 
 
-def check(admin_client, database, s3_server, data: bytes, expected: Expected, name: str = "upload") -> dict:
+def check(admin_client, database, s3_server, data: bytes, expected: Expected, name: str = "upload", **form) -> dict:
     """Sends one image and checks its answer, what was stored and the audit event; returns the body."""
     before = stored_counts(database, s3_server)
-    response, request_id = send(admin_client, data, name)
+    response, request_id = send(admin_client, data, name, **form)
     body = response.json()
     assert response.status_code == expected.status, body
     event = audit_event(admin_client, request_id)
     if expected.status == 201:
         assert stored_counts(database, s3_server) == tuple(count + 1 for count in before)
-        assert (body["model_name"], body["model_version"]) == (XRAY, latest_model_version(XRAY))
+        assert (body["model_name"], body["model_version"]) == (expected.model, latest_model_version(expected.model))
         assert body["image_kind"]["label"] == "chest_xray" and body["image_kind"]["model"].startswith("image-kind/")
         assert [warning["code"] for warning in body["warnings"]] == ([expected.warning] if expected.warning else [])
         assert body["age_band"] == expected.age_band
@@ -225,7 +225,7 @@ def test_edited_real_dicom_files_get_their_intended_answer(admin_client, databas
 def test_a_chest_radiograph_in_each_transfer_syntax_is_classified(admin_client, database, s3_server, transfer_syntax):
     data = chest_radiograph_in(transfer_syntax)
     assert pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID == transfer_syntax
-    check(admin_client, database, s3_server, data, ADULT_WARNED)
+    check(admin_client, database, s3_server, data, ADULT)
 
 
 def test_header_less_images_are_classified_or_refused_by_their_kind(
@@ -235,12 +235,15 @@ def test_header_less_images_are_classified_or_refused_by_their_kind(
     assert xray["image_kind"]["name"] == "Chest X-ray" and xray["image_kind"]["probability"] > 0.5
     hand = sorted((data_dir / "other-images" / "mednist" / "Hand").glob("*.jpeg"))[0]
     refusal = check(admin_client, database, s3_server, hand.read_bytes(), refused("unsupported_image_kind", "other"))
-    assert refusal["image_kind"]["label"] == "other" and refusal["accepted"] == ["chest_xray"]
+    assert refusal["image_kind"]["label"] == "other" and refusal["accepted"] == ["chest_ct", "chest_xray"]
     assert "no deployed model is made for it" in refusal["detail"]
     check(admin_client, database, s3_server, blank_png(), refused("unsupported_image_kind", "other"))
-    ct_slice = sorted((data_dir / "sars-cov-2-ct" / "covid").glob("*"))[0]
-    ct = check(admin_client, database, s3_server, ct_slice.read_bytes(), refused("unsupported_image_kind", "chest_ct"))
-    assert ct["image_kind"]["name"] == "Chest CT slice" and "Chest CT slice (chest_ct)" in ct["detail"]
+    ct_slice = sorted((data_dir / "sars-cov-2-ct" / "covid").glob("*"))[0]  # classified by the CT model
+    ct, _ = send(admin_client, ct_slice.read_bytes(), "ct.jpg")
+    assert ct.status_code == 201 and (ct.json()["model_name"], ct.json()["image_kind"]["name"]) == (
+        "covid-ct",
+        "Chest CT slice",
+    )
 
 
 def test_a_small_chest_xray_is_refused_as_too_small(admin_client, database, s3_server, sample_xrays):
@@ -248,7 +251,7 @@ def test_a_small_chest_xray_is_refused_as_too_small(admin_client, database, s3_s
 
     small = Image.open(sample_xrays["normal"][0]).convert("L").resize((100, 100))
     body = check(admin_client, database, s3_server, png_image(np.asarray(small)), refused("image_too_small", "100x100"))
-    assert body["accepted"] == [">= 128"] and body["model"] == XRAY
+    assert body["accepted"] == [">= 128"] and body["model"] == ADULT_XRAY  # no age: the adult model's refusal
 
 
 def test_a_named_model_must_be_made_for_the_image(admin_client, database, s3_server):
@@ -261,13 +264,12 @@ def test_a_named_model_must_be_made_for_the_image(admin_client, database, s3_ser
     unknown, _ = send(admin_client, real_file("RG1_UNCR.dcm"), model="no-such-model")
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_model"
     assert stored_counts(database, s3_server) == before
-    named, _ = send(admin_client, real_file("RG1_J2KR.dcm"), model=XRAY)
-    assert named.status_code == 201 and named.json()["model_name"] == XRAY
+    check(admin_client, database, s3_server, real_file("RG1_J2KR.dcm"), ADULT_WARNED, model=XRAY)
 
 
 def test_the_age_is_never_stored_only_its_band(admin_client, database, s3_server):
     original = pydicom.dcmread(io.BytesIO(real_file("RG1_UNCR.dcm")), stop_before_pixels=True)
-    body = check(admin_client, database, s3_server, real_file("RG1_UNCR.dcm"), ADULT_WARNED)
+    body = check(admin_client, database, s3_server, real_file("RG1_UNCR.dcm"), ADULT_WARNED, model=XRAY)
 
     row = database.execute(
         "SELECT r.age_band, r.warnings::text, r.image_kind::text, r.classification::text, i.object_key"
@@ -287,12 +289,17 @@ def test_the_age_is_never_stored_only_its_band(admin_client, database, s3_server
 def test_a_population_mismatch_is_refused_when_the_setting_says_so(gateway_with, database, s3_server):
     strict = gateway_with(REFUSE_OTHER_POPULATION="true")
     before = stored_counts(database, s3_server)
-    adult, _ = send(strict, real_file("RG1_J2KR.dcm"))
+    adult, _ = send(strict, real_file("RG1_J2KR.dcm"), model=XRAY)  # an adult for the pediatric model
     assert adult.status_code == 422, adult.text
     assert (adult.json()["code"], adult.json()["found"]) == ("population_mismatch", "18-64")
+    child, _ = send(strict, edited("RG1_J2KR.dcm", PatientAge="003Y"), model=ADULT_XRAY)
+    assert child.status_code == 422 and (child.json()["code"], child.json()["found"]) == ("population_mismatch", "1-5")
     assert stored_counts(database, s3_server) == before
-    child, _ = send(strict, edited("RG1_J2KR.dcm", PatientAge="003Y"))
-    assert child.status_code == 201 and child.json()["warnings"] == [] and child.json()["age_band"] == "1-5"
+    routed = {age: send(strict, edited("RG1_J2KR.dcm", PatientAge=age))[0].json() for age in ("003Y", "064Y")}
+    assert [(body["model_name"], body["warnings"], body["age_band"]) for body in routed.values()] == [
+        (XRAY, [], "1-5"),
+        (ADULT_XRAY, [], "18-64"),
+    ]
 
 
 def test_the_models_are_listed_with_their_cards(admin_client, clinician_client, gateway):
@@ -309,17 +316,19 @@ def test_the_models_are_listed_with_their_cards(admin_client, clinician_client, 
     assert kind["role"] == "image_kind" and kind["intended_use"] is None
     assert [item["label"] for item in kind["classes"]] == ["chest_ct", "chest_xray", "other"]
     assert clinician_client.get(f"/models/{XRAY}").json() == xray
+    adult = models[ADULT_XRAY]
+    adult_card = ModelCard.read(MODEL_REPOSITORY / ADULT_XRAY / latest_model_version(ADULT_XRAY))
+    assert adult["role"] == "classifier" and adult["intended_use"] == adult_card.intended_use.model_dump()
+    assert adult["intended_use"]["population"]["min_age_years"] == 18
     missing = clinician_client.get("/models/no-such-model")
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
     assert httpx.get(f"{gateway.url}/models").status_code == 401
 
 
-def test_the_refusal_codes_are_in_the_openapi_schema(gateway):
-    import httpx
-
+def test_the_refusal_codes_are_in_the_openapi_schema(admin_client):
     from cxr_model.intended_use import RefusalCode
 
-    schema = httpx.get(f"{gateway.url}/openapi.json").json()
+    schema = admin_client.get("/openapi.json").json()
     answer = schema["paths"]["/classify"]["post"]["responses"]["422"]
     codes = list(RefusalCode.__args__)
     assert all(f"`{code}`" in answer["description"] for code in codes)

@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "login_throttles",
     "audit_events",
     "audit_chain",
+    "organisations",
     "alembic_version",
 }
 
@@ -329,3 +330,67 @@ def _result_row_at_0005_users_only(connection) -> None:
         ),
         {"id": f"{31:032x}"},
     )
+
+
+def test_0009_puts_everything_in_the_default_organisation_keys_accession_numbers_and_makes_audit_insert_only(
+    empty_database_url, monkeypatch
+):
+    from gateway.models import DEFAULT_ORGANISATION_ID
+    from gateway.pseudonyms import accession_digest
+
+    secret = "d" * 40
+    monkeypatch.setenv("DEIDENTIFICATION_UID_SECRET", secret)
+    config = alembic_config(empty_database_url)
+    engine = create_engine(empty_database_url)
+    command.upgrade(config, "0005")
+    with engine.begin() as connection:
+        _result_row_at_0005(connection)
+    command.upgrade(config, "0008")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE results SET accession_number = 'ACC-123'"))
+        _audit_events_at_0006(connection)  # chained on the next append; unchained rows may still be sealed
+
+    command.upgrade(config, "0009")
+    with engine.connect() as connection:
+        (organisation,) = connection.execute(text("SELECT id FROM organisations WHERE name = 'default'")).one()
+        scoped = [
+            connection.execute(text(f"SELECT organisation_id FROM {t}")).scalar_one() for t in ("users", "results")
+        ]
+        stored = connection.execute(text("SELECT accession_number FROM results")).scalar_one()
+    assert uuid.UUID(str(organisation)) == DEFAULT_ORGANISATION_ID
+    assert [uuid.UUID(str(value)) for value in scoped] == [DEFAULT_ORGANISATION_ID] * 2
+    assert stored == accession_digest("ACC-123", secret) and "ACC" not in stored
+
+    with engine.begin() as connection:  # sealing an unchained event (its content unchanged) is allowed
+        connection.execute(
+            text(
+                "UPDATE audit_events SET seq = 7, prev_hash = 'p', hash = 'h' WHERE seq IS NULL AND detail LIKE 'Z%' AND occurred_at = (SELECT min(occurred_at) FROM audit_events)"
+            )
+        )
+    refusals = [
+        "UPDATE audit_events SET detail = 'rewritten' WHERE seq = 7",
+        "UPDATE audit_events SET actor_name = 'someone else' WHERE seq IS NULL",
+        "DELETE FROM audit_events WHERE seq = 7",
+        "DELETE FROM audit_events WHERE seq IS NULL",
+    ]
+    if engine.dialect.name == "postgresql":
+        refusals.append("TRUNCATE audit_events")
+    for statement in refusals:
+        with pytest.raises(Exception, match="audit events are insert-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    with engine.begin() as connection:  # the purge's way: the anchor first, then the events behind it
+        connection.execute(text("UPDATE audit_chain SET anchor_seq = 7"))
+        connection.execute(text("DELETE FROM audit_events WHERE seq <= 7"))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 2
+
+    command.downgrade(config, "0008")
+    inspector = inspect(engine)
+    assert "organisations" not in inspector.get_table_names()
+    assert "organisation_id" not in {c["name"] for c in inspector.get_columns("results")}
+    assert "session_started_at" not in {c["name"] for c in inspector.get_columns("refresh_tokens")}
+    with engine.begin() as connection:  # the triggers are gone with it
+        connection.execute(text("DELETE FROM audit_events"))
+        assert connection.execute(text("SELECT accession_number FROM results")).scalar_one() is None
+    command.downgrade(config, "base")
+    engine.dispose()

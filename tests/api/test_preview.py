@@ -7,10 +7,12 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from support import dicom_file
 
 from cxr_model.images import decode_image
+from gateway.intake import Decoding
 from gateway.preview import preview_of
 
 
@@ -32,15 +34,7 @@ def synthetic_dicom(pixels: np.ndarray, photometric: str, **attributes) -> bytes
     dataset.HighBit = 15
     dataset.PixelRepresentation = 0
     dataset.PixelData = pixels.astype(np.uint16).tobytes()
-    for keyword, value in attributes.items():
-        setattr(dataset, keyword, value)
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_file(dataset, ExplicitVRLittleEndian, **attributes)
 
 
 def grey_levels(png: bytes) -> np.ndarray:
@@ -50,7 +44,7 @@ def grey_levels(png: bytes) -> np.ndarray:
 
 
 def render_dicom(data: bytes) -> bytes:
-    rendered = preview_of(data)
+    rendered = preview_of(data, Decoding.of(25_000_000, 1, 0))
     assert rendered.media_type == "image/png"
     return rendered.data
 

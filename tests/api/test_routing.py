@@ -180,15 +180,7 @@ class FakeInference:
 
 def parameters(card: ModelCard) -> dict:
     """The card's fields as the inference service's metadata `parameters` carry them."""
-    return {
-        "version": card.version,
-        "task": card.task,
-        "labels": card.labels,
-        "classes": {label: card.describe(label).model_dump() for label in card.labels},
-        "description": card.description,
-        "metrics": card.metrics,
-        "intended_use": card.intended_use.model_dump() if card.intended_use else None,
-    }
+    return card.summary().model_dump(mode="json")
 
 
 def test_the_catalog_reads_the_cards_keeps_them_and_reads_again_after_its_ttl_or_for_a_new_model():
@@ -201,11 +193,7 @@ def test_the_catalog_reads_the_cards_keeps_them_and_reads_again_after_its_ttl_or
     assert [item.name for item in model.classes] == [COMMITTED.describe(label).name for label in COMMITTED.labels]
     assert set(models.models()) == {"pneumonia-xray"} and inference.reads == 1  # UNAVAILABLE versions left out
 
-    inference.cards["image-kind"] = {
-        "version": "1",
-        "task": "image kind",
-        "labels": ["chest_ct", "chest_xray", "other"],
-    }
+    inference.cards["image-kind"] = parameters(ModelCard.read(REPO_ROOT / "models" / "image-kind" / "1"))
     now[0] = 1.0
     with pytest.raises(NotFound):  # asked for too soon after the last read: not read again
         models.get("image-kind")

@@ -16,7 +16,6 @@ from typing import Any
 
 import jsonschema
 import yaml
-
 from deploy_checks import COMPOSE_FILE, REPO_ROOT
 
 SEAWEEDFS_OVERRIDE = REPO_ROOT / "deploy/seaweedfs/compose.yml"
@@ -35,6 +34,9 @@ SECRET_VARIABLES = {
     "S3_SECRET_ACCESS_KEY",
     "FIRST_ADMIN_PASSWORD",
     "REDIS_PASSWORD",
+    "DEIDENTIFICATION_UID_SECRET",
+    "INFERENCE_REPOSITORY_TOKEN",
+    "MINIO_KMS_SECRET_KEY",
 }
 # Secrets only an override file asks for (added to .env by the operator, docs/operations.md).
 OVERRIDE_SECRET_VARIABLES = {"GRAFANA_ADMIN_PASSWORD"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -315,7 +317,7 @@ def _demanded_by_validation(service: str) -> set[str]:
                     named.add(_env_name(settings_class, problem["loc"][0]))
                 named |= {name for name in names if re.search(rf"\b{name}\b", problem["msg"])}
             assert named - set(env), f"{service}: cannot tell what the settings demand from {error}"
-            env |= {name: PLACEHOLDER_SECRET for name in named}
+            env |= {name: f"{PLACEHOLDER_SECRET}-{name}" for name in named}  # secrets that must differ do
 
 
 def _defaults_for_a_developer_machine(service: str) -> set[str]:
@@ -392,7 +394,7 @@ def health_paths(image: str) -> dict[str, str]:
 
 def gateway_body_limit(max_upload_bytes: int) -> int:
     """The largest request body the gateway accepts for an upload of max_upload_bytes."""
-    from gateway.main import MULTIPART_OVERHEAD_BYTES
+    from gateway.request_guards import MULTIPART_OVERHEAD_BYTES
 
     return max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
@@ -410,3 +412,13 @@ def parse_image_reference(reference: str) -> tuple[str, str | None]:
     if not repository or "/" in tag:  # the colon belonged to a registry port
         return name, None
     return repository, tag
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    """The manifests `kubectl kustomize` renders from a folder (skipped where kubectl is absent)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

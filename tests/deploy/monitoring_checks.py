@@ -14,7 +14,6 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-
 from deploy_checks import REPO_ROOT
 
 MONITORING = REPO_ROOT / "deploy/monitoring"

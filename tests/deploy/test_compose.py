@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
 from compose_checks import (
     INTERPOLATION,
     SECRET_VARIABLES,

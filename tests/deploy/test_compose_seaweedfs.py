@@ -16,7 +16,6 @@ import subprocess
 from urllib.parse import urlsplit
 
 import pytest
-
 from compose_checks import (
     SEAWEEDFS_OVERRIDE,
     Override,

@@ -20,11 +20,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import Version
-
 from deploy_checks import (
     CONFIG_JS_SCRIPT,
     DOCKERFILE_PATHS,
@@ -40,6 +35,10 @@ from deploy_checks import (
     serves_get,
     uid_of,
 )
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 PYTHON_IMAGES = ("inference", "api")
 PACKAGE_NAMES = {"inference": "cxr-inference", "api": "cxr-api"}
@@ -372,6 +371,14 @@ def test_default_body_limit_lets_the_largest_upload_through(dockerfiles):
     assert gateway_body_limit(max_upload_bytes) <= limit <= 2 * max_upload_bytes
 
 
+def test_sign_ins_are_rate_limited_per_address_in_nginx():
+    zone = re.search(r"limit_req_zone\s+\$binary_remote_addr\s+zone=(\w+):\w+\s+rate=(\d+)r/m;", nginx_template())
+    assert zone and 0 < int(zone.group(2)) <= 60
+    block = _location_block("/api/auth/")
+    assert re.search(rf"limit_req\s+zone={zone.group(1)}\b", block)
+    assert re.search(r"proxy_pass\s+\$\{CXR_API_UPSTREAM\}/auth/;", block)
+
+
 def test_config_js_is_written_where_nginx_serves_it(dockerfiles):
     env = dockerfiles["frontend"].env
     assert re.search(r"root\s+\$\{CXR_RUNTIME_DIR\};", _location_block("= /config.js"))
@@ -496,6 +503,21 @@ def test_rendered_nginx_does_not_publish_the_gateway_metrics(running_frontend):
     with pytest.raises(urllib.error.HTTPError) as hidden:
         urllib.request.urlopen(f"{running_frontend}/api/metrics", timeout=5)
     assert hidden.value.code == 404
+
+
+def test_rendered_nginx_limits_sign_ins_per_address(running_frontend):
+    def sign_in() -> int:
+        try:  # a GET: the test's upstream echoes GETs; the limit counts every method
+            with urllib.request.urlopen(f"{running_frontend}/api/auth/token", timeout=5) as response:
+                assert response.read() == b"/auth/token"  # proxied, the prefix stripped
+                return response.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    statuses = [sign_in() for _ in range(15)]
+    assert statuses[:10] == [200] * 10 and 429 in statuses[10:]  # the burst, then the limit
+    with urllib.request.urlopen(f"{running_frontend}/api/health/live", timeout=5) as response:
+        assert response.status == 200  # the rest of the API is not limited
 
 
 def test_rendered_nginx_refuses_bodies_over_the_limit(running_frontend, dockerfiles):

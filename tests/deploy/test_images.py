@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-
 from compose_checks import OVERRIDE_FILES, interpolate, load_compose_file, without_tags
 from deploy_checks import COMPOSE_FILE, DOCKERFILE_PATHS, REPO_ROOT, Dockerfile
 

@@ -10,20 +10,18 @@ pointed at the InferenceService's URL.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
-
 from deploy_checks import (
     DOCKERFILE_PATHS,
     PLACEHOLDER_SECRET,
     REPO_ROOT,
     Dockerfile,
     env_names_read_by,
+    kustomize_build,
     listening_port,
     serves_get,
     settings_from_env,
@@ -40,28 +38,19 @@ KSERVE_CONTAINER = "kserve-container"  # the name KServe looks for in a custom p
 PROTOCOL_MARKER = "PROTOCOL"  # KServe reads a custom predictor's protocol from this variable
 
 
-def render(directory) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 @pytest.fixture(scope="module")
 def kserve() -> list[dict]:
-    return render(KSERVE)
+    return kustomize_build(KSERVE)
 
 
 @pytest.fixture(scope="module")
 def canary() -> list[dict]:
-    return render(CANARY)
+    return kustomize_build(CANARY)
 
 
 @pytest.fixture(scope="module")
 def production() -> list[dict]:
-    return render(PRODUCTION)
+    return kustomize_build(PRODUCTION)
 
 
 def one(manifests, kind, name) -> dict:
@@ -260,7 +249,7 @@ def test_the_gateway_calls_the_inference_service(kserve):
     assert url.scheme == "http" and url.port in (None, 80) and url.path in ("", "/")
     (api,) = one(kserve, "Deployment", "api")["spec"]["template"]["spec"]["containers"]
     env = dict(one(kserve, "ConfigMap", "api-config")["data"])
-    env |= {variable["name"]: PLACEHOLDER_SECRET for variable in api.get("env", [])}
+    env |= {variable["name"]: f"{PLACEHOLDER_SECRET}-{variable['name']}" for variable in api.get("env", [])}
     settings = settings_from_env("api", env)
     assert settings.inference_url.rstrip("/") == f"http://{url.hostname}"
 

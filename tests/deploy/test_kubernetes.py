@@ -7,15 +7,11 @@ installed, on the production overlay as kustomize renders it.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
-import yaml
-
 from deploy_checks import (
     DOCKERFILE_PATHS,
     K8S_BASE,
@@ -23,11 +19,12 @@ from deploy_checks import (
     REPO_ROOT,
     SERVICE_IMAGES,
     Dockerfile,
+    base_manifests,
     env_names_read_by,
     gateway_body_limit,
-    base_manifests,
     health_paths,
     kustomization,
+    kustomize_build,
     listening_port,
     load_yaml_documents,
     looks_secret,
@@ -48,7 +45,7 @@ OUR_CONTAINERS = SERVICE_IMAGES  # our containers, by name, and the image each r
 BACKENDS_ONLY_THE_API_REACHES = {
     "inference": {"api"},
     "postgres": {"api", "migrate", "reaper", "purge"},
-    "minio": {"api", "reaper", "purge"},
+    "minio": {"api", "reaper", "purge", "minio-setup"},
     "redis": {"api"},
 }
 
@@ -57,15 +54,6 @@ BACKENDS_ONLY_THE_API_REACHES = {
 class SecretRef:
     name: str
     key: str
-
-
-def kustomize_build(directory) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module", params=["base", "production"])
@@ -126,7 +114,11 @@ def container_env(manifests, container: dict) -> dict[str, str | SecretRef]:
 
 
 def with_placeholder_secrets(env: dict[str, str | SecretRef]) -> dict[str, str]:
-    return {name: PLACEHOLDER_SECRET if isinstance(value, SecretRef) else value for name, value in env.items()}
+    # one per secret: some must differ (JWT_SECRET, DEIDENTIFICATION_UID_SECRET)
+    return {
+        name: f"{PLACEHOLDER_SECRET}-{value.key}" if isinstance(value, SecretRef) else value
+        for name, value in env.items()
+    }
 
 
 def selector_matches(selector: dict, labels: dict) -> bool:
@@ -369,7 +361,7 @@ def test_migration_gets_the_database_and_the_first_administrator(manifests):
 
 def test_inference_threads_fit_the_cpu_limit(manifests):
     (container,) = [c for _, c in our_containers(manifests) if c["name"] == "inference"]
-    settings = settings_from_env("inference", container_env(manifests, container))
+    settings = settings_from_env("inference", with_placeholder_secrets(container_env(manifests, container)))
     assert 1 <= settings.intra_op_threads <= cpu_cores(container["resources"]["limits"]["cpu"])
 
 
@@ -517,7 +509,7 @@ def test_selector_matching_handles_expressions():
 
 
 def test_ingress_sends_everything_to_the_frontend_and_lets_uploads_through(manifests):
-    (ingress,) = all_of(manifests, "Ingress")
+    ingress = one(manifests, "Ingress", "cxr")
     (rule,) = ingress["spec"]["rules"]
     (path,) = rule["http"]["paths"]
     assert (path["path"], path["pathType"]) == ("/", "Prefix")
@@ -533,6 +525,19 @@ def test_ingress_sends_everything_to_the_frontend_and_lets_uploads_through(manif
     ingress_limit = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert nginx_size_bytes(ingress_limit) >= upload_limit
     assert nginx_size_bytes(frontend_config["CXR_CLIENT_MAX_BODY_SIZE"]) >= upload_limit
+
+
+def test_sign_ins_are_rate_limited_per_address_at_the_ingress(manifests):
+    ingress, everything = one(manifests, "Ingress", "cxr-sign-in"), one(manifests, "Ingress", "cxr")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/api/auth/", "Prefix")  # longer than "/": it wins
+    assert path["backend"] == everything["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert (
+        rule["host"] == everything["spec"]["rules"][0]["host"] and ingress["spec"]["tls"] == everything["spec"]["tls"]
+    )
+    annotations = ingress["metadata"]["annotations"]
+    assert 0 < int(annotations["nginx.ingress.kubernetes.io/limit-rpm"]) <= 60
 
 
 # --- per variant ----------------------------------------------------------------------------
@@ -558,4 +563,5 @@ def test_production_uses_managed_stores_and_released_images():
     for _, container in our_containers(manifests):
         repository, _ = parse_image_reference(container["image"])
         assert "." in repository.split("/")[0], f"{container['image']} is not from a registry"
-    assert one(manifests, "Ingress", "cxr")["spec"]["rules"][0]["host"] != "cxr.example.com"
+    for name in ("cxr", "cxr-sign-in"):
+        assert one(manifests, "Ingress", name)["spec"]["rules"][0]["host"] != "cxr.example.com"

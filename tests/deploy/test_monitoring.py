@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-
 from compose_checks import (
     MONITORING_OVERRIDE,
     SEAWEEDFS_OVERRIDE,

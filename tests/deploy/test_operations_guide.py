@@ -26,7 +26,6 @@ from functools import cache
 
 import pytest
 import yaml
-
 from compose_checks import INTERPOLATION, OVERRIDE_FILES, load_compose, load_compose_file, strings_in, without_tags
 from deploy_checks import COMPOSE_FILE, REPO_ROOT, SERVICE_IMAGES, base_manifests, env_names_read_by, read_env_example
 from monitoring_checks import (

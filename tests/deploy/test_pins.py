@@ -1,7 +1,6 @@
 """The images run the same package versions the test suite ran against."""
 
 import pytest
-
 from deploy_checks import REPO_ROOT
 
 

@@ -40,10 +40,14 @@ def test_images_outside_the_intended_use_are_refused_in_plain_words(page, gatewa
         (422, "unsupported_image_kind"),
     ], answers
     expect(page.get_by_role("status").filter(has_text="0 of 2 classified; 2 could not be classified.")).to_be_visible()
+    # the refusal names the deployed model nearest to the image (one of several, none made for MR)
+    mr_refusal = answers[0]["body"]
+    *others, last = mr_refusal["accepted"]
+    accepted = f"{', '.join(others)} or {last}" if others else last
     mr_alert = case_of(page, mr.name).get_by_role("alert")
     expect(mr_alert).to_have_text(
-        "This image is an MR image (MR); this model reads CR, DX or DR images."
-        f" This model is made for: {USE.input_kind}."
+        f"This image is an MR image (MR); this model reads {accepted} images."
+        f" This model is made for: {mr_refusal['input_kind']}."
     )
     expect(case_of(page, mr.name).get_by_text("Not classified", exact=True)).to_be_visible()
     expect(case_of(page, hand.name).get_by_role("alert")).to_have_text(
@@ -109,8 +113,9 @@ def test_every_result_links_to_a_readable_model_page(page, gateway, sample_xrays
     for label in DEFAULT_CARD.labels:
         expect(model.locator(".model-classes")).to_contain_text(DEFAULT_CARD.describe(label).name)
     test_set = model.get_by_role("table").filter(has=page.get_by_text("Test set (held out)"))
+    low, high = DEFAULT_CARD.metrics_ci["test"]["roc_auc"]
     expect(test_set.get_by_role("row", name="ROC AUC")).to_contain_text(
-        f"{DEFAULT_CARD.metrics['test']['roc_auc']:.3f}"
+        f"{DEFAULT_CARD.metrics['test']['roc_auc']:.3f}{low:.3f} – {high:.3f}"
     )
     expect(test_set.get_by_role("row", name="Images")).to_contain_text(str(int(DEFAULT_CARD.metrics["test"]["n"])))
     expect(test_set.get_by_role("columnheader", name="95% confidence interval")).to_be_visible()

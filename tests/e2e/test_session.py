@@ -67,7 +67,7 @@ def test_the_session_ends_with_a_message_when_the_refresh_token_has_expired(open
     """A gateway whose access and refresh tokens both expire at once, and a frontend in front of it."""
     from processes import free_port, frontend_process, gateway_process
 
-    env = gateway.env | {"ACCESS_TOKEN_MINUTES": "0", "REFRESH_TOKEN_DAYS": "0"}
+    env = gateway.env | {"ACCESS_TOKEN_MINUTES": "0", "REFRESH_TOKEN_DAYS": "0", "JWT_LEEWAY_SECONDS": "0"}
     port = free_port()
     short_lived = gateway_process(port, env, logs_dir / "gateway-short-tokens.log").start()
     frontend = frontend_process(free_port(), f"http://127.0.0.1:{port}", logs_dir / "frontend-short.log").start()

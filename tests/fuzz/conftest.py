@@ -1,7 +1,8 @@
 """Fuzzing fixtures: each service's OpenAPI schema, loaded from the running service.
 
 The gateway under fuzz is a dedicated one with rate limiting off (RATE_LIMIT_PER_MINUTE=0): its
-schema does not document 429, and thousands of generated requests from one caller would hit it.
+schema does not document 429, and thousands of generated requests from one caller would hit it. Its
+API docs are on (API_DOCS=true), so that its schema is public as schemathesis loads it.
 """
 
 import pytest
@@ -18,7 +19,9 @@ def fuzz_gateway(gateway, logs_dir):
     from processes import free_port, gateway_process
 
     port = free_port()
-    service = gateway_process(port, gateway.env | {"RATE_LIMIT_PER_MINUTE": "0"}, logs_dir / "gateway-fuzz.log").start()
+    service = gateway_process(
+        port, gateway.env | {"RATE_LIMIT_PER_MINUTE": "0", "API_DOCS": "true"}, logs_dir / "gateway-fuzz.log"
+    ).start()
     yield f"http://127.0.0.1:{port}"
     service.stop()
 

@@ -4,6 +4,8 @@ import httpx
 import jsonschema
 import pytest
 
+from support import REPOSITORY_TOKEN
+
 
 @pytest.mark.parametrize(
     "query",
@@ -44,7 +46,8 @@ def test_422_answers_match_their_documented_schema(admin_client):
 def test_inference_documents_404_for_an_unknown_model(inference_url, method, path):
     """These answered an undocumented 404 (e.g. GET /v2/models/0/ready)."""
     schema = httpx.get(f"{inference_url}/openapi.json").json()
-    response = httpx.request(method, inference_url + path.format(name="no-such-model"))
+    headers = {"Authorization": f"Bearer {REPOSITORY_TOKEN}"}  # the repository calls need it
+    response = httpx.request(method, inference_url + path.format(name="no-such-model"), headers=headers)
     assert response.status_code == 404
     documented = schema["paths"][path][method]["responses"]["404"]["content"]["application/json"]["schema"]
     error_schema = schema["components"]["schemas"][documented["$ref"].rsplit("/", 1)[1]]

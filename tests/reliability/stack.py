@@ -172,6 +172,7 @@ def build_stack(models: Path) -> Stack:
         "ENVIRONMENT": "production",
         "DATABASE_URL": postgres.url("cxr"),
         "JWT_SECRET": uuid.uuid4().hex * 2,
+        "DEIDENTIFICATION_UID_SECRET": uuid.uuid4().hex * 2,
         "ACCESS_TOKEN_MINUTES": "120",
         "INFERENCE_URL": f"http://127.0.0.1:{inference_port}",
         "INFERENCE_TIMEOUT_SECONDS": str(INFERENCE_TIMEOUT_SECONDS),

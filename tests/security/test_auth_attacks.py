@@ -58,7 +58,8 @@ class Attacker:
         return httpx.get(f"{self.gateway.url}{path}", headers=headers, params=params, timeout=30)
 
     def signed(self, algorithm: str = "HS256", secret: str | None = None, **overrides) -> str:
-        return jwt.encode(token_claims(self.victim_id, **overrides), secret or self.secret, algorithm=algorithm)
+        claims, headers = token_claims(self.victim_id, **overrides), {"typ": "at+jwt"}
+        return jwt.encode(claims, secret or self.secret, algorithm=algorithm, headers=headers)
 
     def with_token(self, token: str) -> tuple[httpx.Response, Refusal]:
         return self.get("/results", token), TOKEN_REFUSED

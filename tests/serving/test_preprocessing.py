@@ -200,3 +200,17 @@ def test_large_dicom_is_refused_before_its_pixels_are_decoded(data_dir):
     with pytest.raises(ImageError) as error:
         decode_image((data_dir / "dicom" / "RG1_UNCR.dcm").read_bytes(), max_pixels=1_000_000)
     assert error.value.code == "image_too_large"
+
+
+def test_histogram_equalisation_makes_two_exposures_of_one_xray_alike(sample_xrays):
+    """`equalize: histogram` (the adult model's card): a darker, flatter copy of an X-ray (another site's
+    exposure and contrast) comes out nearly as the original, its grey levels spread over 0..255."""
+    spec = Preprocessing(resize=ResizeSpec(width=128, height=128), equalize="histogram")
+    original = np.asarray(Image.open(sample_xrays["normal"][0]).convert("L"))
+    flatter = (original.astype(np.float32) * 0.6 + 30).astype(np.uint8)
+    plain = Preprocessing(resize=ResizeSpec(width=128, height=128))
+    assert np.abs(preprocess_array(original, plain) - preprocess_array(flatter, plain)).mean() > 20
+    equalised, equalised_flatter = preprocess_array(original, spec), preprocess_array(flatter, spec)
+    assert np.abs(equalised - equalised_flatter).mean() < 5
+    assert equalised.min() <= 5 and equalised.max() == 255 and abs(float(np.median(equalised)) - 128) < 16
+    assert np.array_equal(preprocess_bytes(encode(Image.fromarray(original), "PNG"), spec), equalised)

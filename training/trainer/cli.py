@@ -49,7 +49,9 @@ def run(arguments: dict[str, Any]) -> None:
     elif arguments["run_dir"] is not None:
         evaluate_run(arguments["run_dir"], arguments["report_dir"])
     else:
-        evaluate_model_dir(arguments["model_dir"], arguments["report_dir"], config_from_arguments(arguments))
+        evaluate_model_dir(
+            arguments["model_dir"], arguments["report_dir"], config_from_arguments(arguments), arguments["update_card"]
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model-dir", type=Path, help="a model folder: evaluates model.onnx with its card")
     evaluate.add_argument(
         "--report-dir", type=Path, help="default: <run-dir>/report or training/reports/<name>-<version>"
+    )
+    evaluate.add_argument(
+        "--update-card", action="store_true", help="with --model-dir: write the card's metrics_ci from this evaluation"
     )
     add_config_flags(evaluate)  # the data for --model-dir; a run uses its own config.json
     export = commands.add_parser("export", allow_abbrev=False, help="export a run's model to ONNX")

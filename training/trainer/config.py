@@ -22,6 +22,7 @@ ARCHITECTURES = ("compact", "cnn1", "cnn2", "vgg", "cnn6", "stn", "resnet101v2")
 LABEL_SOURCES = ("folder", "filename")
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+EQUALIZE = ("none", "histogram")
 VAL_SHARE_OF_TRAIN = 0.2  # with a two-way train,test split
 
 ClassWords = dict[str, ClassDescription]
@@ -75,6 +76,9 @@ class TrainConfig:
     image_size: int = 28
     channels: int = 1
     resize_method: str = "bicubic"
+    # none, or histogram: grey levels equalised after the resize (the card's preprocessing, so the
+    # server does the same), against exposure and contrast differences between sites
+    equalize: str = "none"
     max_train_samples: int | None = None
 
     architecture: str = "compact"
@@ -84,11 +88,18 @@ class TrainConfig:
     # keep a finer grid (7x7 instead of 3x3 at 28 px).
     final_pool: bool = False
     dropout: float = 0.3
+    # compact / stn / cnn6: the momentum of batch normalisation's moving statistics (Keras: 0.99). A
+    # lower one (0.9) follows the weights more closely where they change fast on a small data set, so
+    # the statistics used at inference match the network they normalise.
+    batch_norm_momentum: float = 0.99
     # resnet101v2 only: ImageNet weights from a local .h5 file (random init when None), the
     # epochs of the second, fine-tuning phase (all layers trainable) and its learning-rate factor.
     pretrained_weights: Path | None = None
     fine_tune_epochs: int = 0
     fine_tune_lr_factor: float = 0.1
+    # Any architecture: start from the weights of the layers with the same name and shape in
+    # this .npz (written by training/pretrain.py, pretrained here on unlabelled images).
+    init_weights: Path | None = None
 
     # Augmentation (training only): rotation as a fraction of a full turn, zoom, translation and
     # shear as fractions of the image side, brightness as a fraction of the value range. Strong
@@ -101,6 +112,10 @@ class TrainConfig:
     brightness: float = 0.1
     # Imbalance: repeat the smaller classes (differently augmented each time) instead of class weights.
     oversample: bool = False
+    # image-csv with a `source` column: weight the training images so that within each class every
+    # source counts the same (weights capped at MAX_SOURCE_WEIGHT), so which hospital an image
+    # comes from tells less about its class
+    balance_sources: bool = False
 
     epochs: int = 40
     batch_size: int = 64
@@ -207,6 +222,7 @@ def validate(config: TrainConfig) -> None:
         "label_source": LABEL_SOURCES,
         "resize_method": RESIZE_METHODS,
         "flip": FLIPS,
+        "equalize": EQUALIZE,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
@@ -228,3 +244,5 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"ood_val_quantile must be within [0.5, 1], not {config.ood_val_quantile}")
     if config.pretrained_weights is not None and not config.pretrained_weights.is_file():
         raise ConfigError(f"pretrained weights file not found: {config.pretrained_weights}")
+    if config.init_weights is not None and not config.init_weights.is_file():
+        raise ConfigError(f"initial weights file not found: {config.init_weights}")

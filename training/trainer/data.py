@@ -42,6 +42,7 @@ class DataError(ValueError):
 class Split:
     images: np.ndarray  # (N, H, W, C) float32 model input, raw 0..255 pixel values
     label_ids: np.ndarray  # (N,) int32 indices into Dataset.labels
+    sources: np.ndarray | None = None  # (N,) str: where each image came from (image-csv `source` column)
 
     def __len__(self) -> int:
         return len(self.label_ids)
@@ -96,13 +97,16 @@ class NpzDataSet(BaseModel):
         return cls.model_validate_json((DATASET_FILES / f"{name}.json").read_text())
 
 
-def preprocessing_spec(image_size: int, channels: int = 1, resize_method: str = "bicubic") -> Preprocessing:
+def preprocessing_spec(
+    image_size: int, channels: int = 1, resize_method: str = "bicubic", equalize: str = "none"
+) -> Preprocessing:
     """The card's preprocessing: raw 0..255 pixels; scaling to 0..1 happens inside the model."""
     return Preprocessing.model_validate(
         {
             "color_mode": "grayscale" if channels == 1 else "rgb",
             "crop": "center_square",
             "resize": {"width": image_size, "height": image_size, "method": resize_method},
+            "equalize": equalize,
             "channels": channels,
             "scale": 1.0,
             "offset": 0.0,
@@ -111,7 +115,7 @@ def preprocessing_spec(image_size: int, channels: int = 1, resize_method: str = 
 
 
 def config_spec(config: TrainConfig) -> Preprocessing:
-    return preprocessing_spec(config.image_size, config.channels, config.resize_method)
+    return preprocessing_spec(config.image_size, config.channels, config.resize_method, config.equalize)
 
 
 def load_dataset(config: TrainConfig) -> Dataset:
@@ -259,6 +263,28 @@ def split_indices(label_ids: np.ndarray, groups: np.ndarray, ratios: tuple[float
     return [np.flatnonzero(np.isin(groups, part)) for part in parts]
 
 
+def listed_sides(config: TrainConfig) -> np.ndarray | None:
+    """image-csv with a `split` column: the side (train, val or test) it gives each row, in row order."""
+    sides = listed_column(config, "split")
+    if sides is None:
+        return None
+    unknown = sorted(set(sides.tolist()) - set(SPLITS))
+    if unknown:
+        raise DataError(f"{config.labels_csv} names splits {unknown}; use {', '.join(SPLITS)}")
+    return sides
+
+
+def listed_column(config: TrainConfig, column: str) -> np.ndarray | None:
+    """image-csv: the values of one optional column of the label file, in row order (None without it)."""
+    if config.dataset != "image-csv" or config.labels_csv is None:
+        return None
+    with config.labels_csv.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if column not in rows[0]:
+        return None
+    return np.array([row[column] for row in rows])
+
+
 def labelled_files(config: TrainConfig) -> list[tuple[Path, str]]:
     if config.dataset == "image-csv":
         assert config.labels_csv is not None  # config.validate requires it
@@ -273,13 +299,20 @@ def load_image_files(config: TrainConfig) -> Dataset:
     label_ids = np.array([labels.index(label) for _, label in labelled], dtype=np.int32)
     spec = config_spec(config)
     images = np.stack([preprocess_bytes(path.read_bytes(), spec) for path in paths])
-    parts = split_indices(label_ids, patient_groups(paths), config.train_val_test_ratios, config.seed)
-    train, val, test = (Split(images[rows], label_ids[rows]) for rows in parts)
+    sides = listed_sides(config)
+    if sides is None:
+        parts = split_indices(label_ids, patient_groups(paths), config.train_val_test_ratios, config.seed)
+    else:
+        parts = [np.flatnonzero(sides == side) for side in SPLITS]
+    sources = listed_column(config, "source")
+    train, val, test = (
+        Split(images[rows], label_ids[rows], None if sources is None else sources[rows]) for rows in parts
+    )
     source = DataSource(
         dataset=config.dataset,
         source=f"the images under {config.data_dir.name}/",
         files=len(paths),
-        grouped_by="patient id in the file name, else file",
+        grouped_by="patient id in the file name, else file" if sides is None else "the label file's split column",
     )
     return Dataset(labels, config.classes, task_of(config, labels), train, val, test, source)
 

@@ -21,12 +21,14 @@ from cxr_model.card import Calibration, Decision, ModelCard, TensorSpec
 from trainer.baselines import Baseline, TsneMap, embedding_baselines, tsne_map
 from trainer.config import TrainConfig
 from trainer.data import Dataset, config_spec
-from trainer.decision import positive_class
+from trainer.decision import decided_label_ids, positive_class
 from trainer.fit import FitResult
 from trainer.metrics import (
+    Interval,
     OperatingPoint,
     ReliabilityBin,
     SplitEvaluation,
+    bootstrap_intervals,
     choose_threshold,
     evaluate_split,
     expected_calibration_error,
@@ -34,7 +36,14 @@ from trainer.metrics import (
     reliability_bins,
 )
 from trainer.model import INPUT_NAME, OUTPUT_NAME
-from trainer.trust import OodEvaluation, fit_temperature, ood_metrics, ood_threshold, out_of_distribution_images
+from trainer.trust import (
+    OodEvaluation,
+    fit_temperature,
+    ood_metrics,
+    ood_threshold,
+    out_of_distribution_images,
+    test_flag_figures,
+)
 
 log = logging.getLogger("trainer")
 SCORED_SPLITS = ("val", "test")
@@ -55,6 +64,7 @@ class Evaluation(BaseModel):
     ood: OodEvaluation | None = None
     baselines: dict[str, Baseline] = {}
     tsne: TsneMap | None = None
+    intervals: dict[str, dict[str, Interval]] = {}  # split -> metric -> bootstrap 95% interval
 
     def card_metrics(self) -> dict[str, dict[str, float]]:
         """The card's `metrics`: val and test, and calibration in a section of its own."""
@@ -77,7 +87,13 @@ def evaluate(fitted: FitResult, dataset: Dataset, config: TrainConfig, chosen: M
     log_decision(evaluation)
     embed = predictor(fitted.embedding, config.batch_size)
     ood_threshold_chosen = chosen.ood.threshold if chosen and chosen.ood else None
-    ood = evaluate_ood(lambda images: fitted.ood.scores(embed(images)), dataset, config, ood_threshold_chosen)
+    ood = evaluate_ood(
+        lambda images: fitted.ood.scores(embed(images)),
+        dataset,
+        config,
+        ood_threshold_chosen,
+        decided_correctly(rule, raw["test"], dataset),
+    )
     if not config.embedding_baselines:
         return evaluation.model_copy(update={"ood": ood})
     baselines, tsne = embedding_comparisons(embed, fitted, dataset, rule, config)
@@ -172,18 +188,34 @@ def measure(
         test=test,
         uncalibrated_reliability={name: reliability_bins(label_ids[name], raw[name]) for name in SCORED_SPLITS},
         operating_point=point,
+        intervals={
+            name: bootstrap_intervals(rule, label_ids[name], served[name], config.seed) for name in SCORED_SPLITS
+        },
     )
 
 
-def evaluate_ood(score: Scorer, dataset: Dataset, config: TrainConfig, threshold: float | None = None) -> OodEvaluation:
+def decided_correctly(rule: ModelCard, raw_test: np.ndarray, dataset: Dataset) -> np.ndarray:
+    """Per test image: whether the label `rule` decides (as served) is the true one."""
+    return decided_label_ids(rule, calibrated(rule, raw_test)) == dataset.test.label_ids
+
+
+def evaluate_ood(
+    score: Scorer,
+    dataset: Dataset,
+    config: TrainConfig,
+    threshold: float | None = None,
+    test_correct: np.ndarray | None = None,
+) -> OodEvaluation:
     """The OOD guard: flagged above `threshold` (default: the configured quantile of the val
     scores); test images (in distribution) vs out-of-distribution images through the serving
-    preprocessing."""
+    preprocessing. With `test_correct` (per test image), the accuracy on the flagged and the
+    unflagged test images; with the test split's sources, the flag rate of each."""
     val_scores, test_scores = score(dataset.val.images), score(dataset.test.images)
     if threshold is None:
         threshold = ood_threshold(val_scores, config.ood_val_quantile)
     out_images = out_of_distribution_images(config_spec(config), config.data_dir, dataset.test.images, config.seed)
     out_scores = {kind: score(images) for kind, images in out_images.items()}
     metrics = ood_metrics(test_scores, out_scores, threshold, val_scores)
+    metrics = metrics.model_copy(update=test_flag_figures(test_scores > threshold, test_correct, dataset.test.sources))
     log.info("OOD threshold %.3f; %s", threshold, metrics.for_card())
     return OodEvaluation(threshold=threshold, metrics=metrics)

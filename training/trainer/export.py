@@ -72,6 +72,7 @@ def export(
         preprocessing=config_spec(config),
         decision=evaluation.decision,
         metrics=evaluation.card_metrics(),
+        metrics_ci=evaluation.intervals,
         training=training.for_card(),
         onnx_sha256=hashlib.sha256(model_bytes).hexdigest(),
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -207,6 +208,7 @@ def build_card(
     training: dict[str, Any],
     onnx_sha256: str,
     created_at: str,
+    metrics_ci: dict[str, dict[str, tuple[float, float]]] | None = None,
     calibration: Calibration | None = None,
     ood: OutOfDistribution | None = None,
 ) -> ModelCard:
@@ -231,6 +233,7 @@ def build_card(
         preprocessing=preprocessing,
         decision=decision,
         metrics=metrics,
+        metrics_ci=metrics_ci or {},
         training=training,
         calibration=calibration,
         explanation=_explanation(outputs, preprocessing),

@@ -33,6 +33,9 @@ from trainer.trust import Mahalanobis, fit_mahalanobis
 
 log = logging.getLogger("trainer")
 CHECKPOINT = "best.keras"
+# balance_sources: no image weighs more than this (mean weight 1), so a source with a handful of
+# images of a class is not repeated into memory
+MAX_SOURCE_WEIGHT = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,18 @@ def fit_phase(
     learning_rate: float,
 ) -> dict[str, list[float]]:
     compile_model(model, config, learning_rate)
+    weights = source_balanced_weights(train) if config.balance_sources else None
+    # oversampling and source-balanced image weights already balance the classes
+    class_weight = (
+        None
+        if config.oversample or weights is not None
+        else balanced_class_weights(train.label_ids, model.output_shape[-1])
+    )
     history = model.fit(
-        batches(train, config.batch_size, shuffle_seed=config.seed),
+        batches(train, config.batch_size, shuffle_seed=config.seed, weights=weights),
         validation_data=batches(val, config.batch_size),
         epochs=epochs,
-        # oversampling already balances the classes
-        class_weight=None if config.oversample else balanced_class_weights(train.label_ids, model.output_shape[-1]),
+        class_weight=class_weight,
         callbacks=training_callbacks(config, run_dir),
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a Dataset
         verbose=config.verbose,
@@ -163,7 +172,8 @@ def subsample(split: Split, max_samples: int | None, seed: int) -> Split:
     if max_samples is None or max_samples >= len(split):
         return split
     chosen = np.sort(np.random.default_rng(seed).permutation(len(split))[:max_samples])
-    return Split(images=split.images[chosen], label_ids=split.label_ids[chosen])
+    sources = None if split.sources is None else split.sources[chosen]
+    return Split(images=split.images[chosen], label_ids=split.label_ids[chosen], sources=sources)
 
 
 def oversample(split: Split, seed: int) -> Split:
@@ -192,9 +202,28 @@ def balanced_class_weights(label_ids: np.ndarray, num_classes: int) -> dict[int,
     return {label: len(label_ids) / (num_classes * count) for label, count in counts.items()}
 
 
-def batches(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """(image, label id) batches; shuffled (reshuffled every epoch, deterministically) when a seed is given."""
-    pipeline = tf.data.Dataset.from_tensor_slices((split.images, split.label_ids))
+def source_balanced_weights(split: Split) -> np.ndarray:
+    """One weight per image: every class weighs the same in total, and within a class every source
+    that has images of it; capped at MAX_SOURCE_WEIGHT times the mean, then scaled to mean 1."""
+    if split.sources is None:
+        raise DataError("balance_sources needs a `source` column in the label file (image-csv)")
+    cells = [(source, label) for source, label in zip(split.sources.tolist(), split.label_ids.tolist(), strict=True)]
+    counts = Counter(cells)
+    sources_per_class = Counter(label for _, label in counts)
+    classes = len(sources_per_class)
+    weights = np.array(
+        [1.0 / (classes * sources_per_class[label] * counts[(source, label)]) for source, label in cells]
+    )
+    weights = np.minimum(weights / weights.mean(), MAX_SOURCE_WEIGHT)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def batches(
+    split: Split, batch_size: int, shuffle_seed: int | None = None, weights: np.ndarray | None = None
+) -> tf.data.Dataset:
+    """(image, label id[, weight]) batches; shuffled (reshuffled every epoch, deterministically) given a seed."""
+    columns = (split.images, split.label_ids) if weights is None else (split.images, split.label_ids, weights)
+    pipeline = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle_seed is not None:
         pipeline = pipeline.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
     return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -259,12 +288,16 @@ def training_record(
     fitted: FitResult, dataset: Dataset, config: TrainConfig, started: datetime, wall_seconds: float
 ) -> TrainingRecord:
     splits = dataset.splits | {"train": fitted.train}
-    class_weight = None if config.oversample else balanced_class_weights(fitted.train.label_ids, len(dataset.labels))
+    class_weight = (
+        None
+        if config.oversample or config.balance_sources
+        else balanced_class_weights(fitted.train.label_ids, len(dataset.labels))
+    )
     return TrainingRecord(
         data=dataset.source,
         splits={name: len(split) for name, split in splits.items()},
         class_counts={name: dataset.counts(split) for name, split in splits.items()},
-        imbalance="oversampled with augmentation" if config.oversample else "class weights",
+        imbalance=imbalance_text(config),
         class_weight=None if class_weight is None else {dataset.labels[i]: w for i, w in class_weight.items()},
         architecture=config.architecture,
         epochs_run=fitted.epochs_run,
@@ -278,6 +311,12 @@ def training_record(
         fit_seconds=round(fitted.fit_seconds, 1),
         wall_seconds=round(wall_seconds, 1),
     )
+
+
+def imbalance_text(config: TrainConfig) -> str:
+    if config.balance_sources:
+        return f"image weights balancing the sources within each class and the classes (capped at {MAX_SOURCE_WEIGHT}x)"
+    return "oversampled with augmentation" if config.oversample else "class weights"
 
 
 def library_versions() -> dict[str, str]:

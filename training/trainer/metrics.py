@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sklearn.metrics import (
     average_precision_score,
     classification_report,
+    cohen_kappa_score,
     confusion_matrix,
     f1_score,
     precision_score,
@@ -22,6 +23,8 @@ from cxr_model.card import ModelCard
 from trainer.decision import decided_label_ids
 
 RELIABILITY_BINS = 15
+BOOTSTRAP_RESAMPLES = 1000
+Interval = tuple[float, float]
 
 
 class ReliabilityBin(BaseModel):
@@ -72,6 +75,9 @@ class MulticlassMetrics(BaseModel):
     macro_precision: float
     macro_recall: float
     macro_f1: float
+    # Cohen's kappa with quadratic weights, the labels ordered as in the card: the agreement
+    # measure of ordered grades (mild < moderate < severe); of little meaning for unordered labels
+    quadratic_kappa: float | None = None  # None in reports written before it was measured
     recall: dict[str, float]  # per class
     n: int
 
@@ -188,9 +194,18 @@ def multiclass_metrics(
         macro_precision=float(precision_score(label_ids, predicted, average="macro", zero_division=0)),
         macro_recall=float(recall_score(label_ids, predicted, average="macro", zero_division=0)),
         macro_f1=float(f1_score(label_ids, predicted, average="macro", zero_division=0)),
+        quadratic_kappa=quadratic_kappa(label_ids, predicted, len(labels)),
         recall={label: float(value) for label, value in zip(labels, recall, strict=True)},
         n=len(label_ids),
     )
+
+
+def quadratic_kappa(label_ids: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """1 when every grade is right; 0 when no better than chance (also when only one grade occurs)."""
+    every_id = list(range(num_classes))
+    if len(np.unique(np.concatenate([label_ids, predicted]))) < 2:
+        return 1.0 if np.array_equal(label_ids, predicted) else 0.0
+    return float(cohen_kappa_score(label_ids, predicted, labels=every_id, weights="quadratic"))
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -233,11 +248,7 @@ def evaluate_split(card: ModelCard, label_ids: np.ndarray, probabilities: np.nda
     predicted = decided_label_ids(card, probabilities)
     binary = len(labels) == 2
     return SplitEvaluation(
-        metrics=(
-            binary_metrics_of(label_ids, predicted, probabilities[:, 1])
-            if binary
-            else multiclass_metrics(label_ids, predicted, probabilities, labels)
-        ),
+        metrics=decided_metrics(card, label_ids, probabilities, predicted),
         ece=expected_calibration_error(label_ids, probabilities),
         pr_auc=float(average_precision_score(label_ids, probabilities[:, 1])) if binary else None,
         confusion_matrix=confusion_matrix(label_ids, predicted, labels=list(range(len(labels)))).tolist(),
@@ -245,6 +256,40 @@ def evaluate_split(card: ModelCard, label_ids: np.ndarray, probabilities: np.nda
         reliability=reliability_bins(label_ids, probabilities),
         roc_curve=positive_class_roc(label_ids, probabilities[:, 1]) if binary else None,
     )
+
+
+def decided_metrics(
+    card: ModelCard, label_ids: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray | None = None
+) -> BinaryMetrics | MulticlassMetrics:
+    """The card metrics of the labels `card`'s decision gives (`predicted`, when already decided)."""
+    predicted = decided_label_ids(card, probabilities) if predicted is None else predicted
+    if len(card.labels) == 2:
+        return binary_metrics_of(label_ids, predicted, probabilities[:, 1])
+    return multiclass_metrics(label_ids, predicted, probabilities, tuple(card.labels))
+
+
+def bootstrap_intervals(
+    card: ModelCard, label_ids: np.ndarray, probabilities: np.ndarray, seed: int, level: float = 0.95
+) -> dict[str, Interval]:
+    """Percentile bootstrap intervals of every card metric (and the ECE) of one split: the split's
+    images resampled with replacement; a resample holding one class only (no ROC AUC) is drawn again."""
+    label_ids = np.asarray(label_ids).reshape(-1)
+    random = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {}
+    drawn = 0
+    while drawn < BOOTSTRAP_RESAMPLES:
+        index = random.integers(0, len(label_ids), len(label_ids))
+        truth, resampled = label_ids[index], probabilities[index]
+        if len(np.unique(truth)) < 2:
+            continue
+        drawn += 1
+        sample = decided_metrics(card, truth, resampled).for_card()
+        sample["ece"] = expected_calibration_error(truth, resampled)
+        for name, value in sample.items():
+            if name != "n":
+                values.setdefault(name, []).append(value)
+    tail = (1.0 - level) / 2.0
+    return {name: (float(np.quantile(v, tail)), float(np.quantile(v, 1.0 - tail))) for name, v in values.items()}
 
 
 def positive_class_roc(label_ids: np.ndarray, scores: np.ndarray) -> RocCurve:

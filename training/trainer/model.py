@@ -8,7 +8,10 @@ t-SNE use), then dropout and a softmax layer named `probabilities`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -52,9 +55,9 @@ def build_augmentation(config: TrainConfig) -> keras.Sequential:
     return keras.Sequential(augmentations, name="augmentation")
 
 
-def conv_bn_relu(x, filters: int, name: str):
+def conv_bn_relu(x, filters: int, name: str, momentum: float = 0.99):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -63,8 +66,8 @@ def compact_body(x, config: TrainConfig):
 
     The last block skips its max-pool unless `final_pool`: its feature maps are the CAM grid."""
     for index, filters in enumerate(config.filters, start=1):
-        x = conv_bn_relu(x, filters, name=f"block{index}_1")
-        x = conv_bn_relu(x, filters, name=f"block{index}_2")
+        x = conv_bn_relu(x, filters, name=f"block{index}_1", momentum=config.batch_norm_momentum)
+        x = conv_bn_relu(x, filters, name=f"block{index}_2", momentum=config.batch_norm_momentum)
         if index < len(config.filters) or config.final_pool:
             x = layers.MaxPooling2D(name=f"block{index}_pool")(x)
     return layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
@@ -94,7 +97,7 @@ def six_block_body(x, config: TrainConfig):
     """Six Conv-BN-ReLU-pool-dropout blocks (widths: each configured width twice)."""
     for index in range(6):
         filters = config.filters[min(index // 2, len(config.filters) - 1)]
-        x = conv_bn_relu(x, filters, name=f"block{index + 1}")
+        x = conv_bn_relu(x, filters, name=f"block{index + 1}", momentum=config.batch_norm_momentum)
         # "same" pooling keeps a 1x1 map at 1x1, so six blocks fit a 28 px input.
         x = layers.MaxPooling2D(padding="same", name=f"block{index + 1}_pool")(x)
         x = layers.Dropout(0.1, name=f"block{index + 1}_dropout")(x)
@@ -200,7 +203,35 @@ def build_model(config: TrainConfig, num_classes: int = 2) -> keras.Model:
     x = BODIES[config.architecture](x, config)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    return keras.Model(inputs, outputs, name=f"{config.architecture}_classifier")
+    model = keras.Model(inputs, outputs, name=f"{config.architecture}_classifier")
+    if config.init_weights is not None:
+        load_layer_weights(model, config.init_weights)
+    return model
+
+
+def layer_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """Every layer's weights as `<layer>/<index>` arrays (what `load_layer_weights` reads)."""
+    return {
+        f"{layer.name}/{index}": np.asarray(weight)
+        for layer in model.layers
+        for index, weight in enumerate(layer.get_weights())
+    }
+
+
+def load_layer_weights(model: keras.Model, path: Path) -> list[str]:
+    """Copy the saved weights of the layers with the same name and shapes; the names of those copied."""
+    with np.load(path) as saved:
+        arrays = dict(saved)
+    copied = []
+    for layer in model.layers:
+        current = layer.get_weights()
+        stored = [arrays.get(f"{layer.name}/{index}") for index in range(len(current))]
+        if current and all(
+            new is not None and new.shape == old.shape for new, old in zip(stored, current, strict=True)
+        ):
+            layer.set_weights(stored)
+            copied.append(layer.name)
+    return copied
 
 
 def embedding_model(model: keras.Model) -> keras.Model:

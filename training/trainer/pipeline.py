@@ -21,7 +21,7 @@ from cxr_model.card import ONNX_FILE, ModelCard
 from trainer import run_record
 from trainer.config import REPO_ROOT, ConfigError, TrainConfig, validate
 from trainer.data import Dataset, config_spec, load_dataset
-from trainer.evaluate import Evaluation, evaluate, evaluate_ood, measure, source_name
+from trainer.evaluate import Evaluation, decided_correctly, evaluate, evaluate_ood, measure, source_name
 from trainer.export import export, onnx_outputs, onnx_probabilities
 from trainer.fit import fit, fix_seeds, training_record
 from trainer.report import write_report
@@ -62,11 +62,14 @@ def evaluate_run(run_dir: Path, report_dir: Path | None = None) -> Evaluation:
     return evaluation
 
 
-def evaluate_model_dir(model_dir: Path, report_dir: Path | None, config: TrainConfig) -> Evaluation:
+def evaluate_model_dir(
+    model_dir: Path, report_dir: Path | None, config: TrainConfig, update_card: bool = False
+) -> Evaluation:
     """An exported model as served: its ONNX graph and its card's choices, on the config's data.
 
     The report goes to training/reports/<name>-<version> by default, not into the model
-    folder: the repository copies model folders file by file."""
+    folder: the repository copies model folders file by file. `update_card`: the card's
+    confidence intervals (`metrics_ci`) are written from this evaluation."""
     validate(config)
     card = ModelCard.read(model_dir)
     if card.preprocessing != config_spec(config):
@@ -80,10 +83,16 @@ def evaluate_model_dir(model_dir: Path, report_dir: Path | None, config: TrainCo
     if card.ood is not None:
         output = card.ood.output
         ood = evaluate_ood(
-            lambda images: onnx_outputs(model_bytes, images, [output])[output], dataset, config, card.ood.threshold
+            lambda images: onnx_outputs(model_bytes, images, [output])[output],
+            dataset,
+            config,
+            card.ood.threshold,
+            decided_correctly(card, raw["test"], dataset),
         )
         evaluation = evaluation.model_copy(update={"ood": ood})
     write_report(report_dir or REPO_ROOT / "training" / "reports" / f"{card.name}-{card.version}", evaluation)
+    if update_card:
+        card.model_copy(update={"metrics_ci": evaluation.intervals}).write(model_dir)
     return evaluation
 
 

@@ -15,7 +15,7 @@ from cxr_model.card import Calibration, Decision
 from trainer.baselines import TsneMap
 from trainer.evaluate import Evaluation
 from trainer.metrics import ReliabilityBin, SplitEvaluation
-from trainer.trust import OodEvaluation
+from trainer.trust import OodEvaluation, OodMetrics
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
@@ -136,6 +136,7 @@ def markdown(evaluation: Evaluation, rows: dict[str, SplitEvaluation], report_di
         + ", ".join(f"{key} {value:.3f}" for key, value in val.items()),
         "",
     ]
+    lines += interval_lines(evaluation.intervals.get("test", {}), table_row(test))
     lines += operating_point_lines(evaluation)
     lines += calibration_lines(evaluation.calibration) + ood_lines(evaluation.ood)
     lines += ["## Per class (test)", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
@@ -152,6 +153,19 @@ def table_row(result: SplitEvaluation) -> dict[str, float]:
     """The overall figures of one split (the per-class ones have their own table)."""
     pr_auc = {} if result.pr_auc is None else {"pr_auc": result.pr_auc}
     return result.metrics.summary() | pr_auc | {"ece": result.ece}
+
+
+def interval_lines(intervals: dict[str, tuple[float, float]], values: dict[str, float]) -> list[str]:
+    """The test figures with their bootstrap 95% confidence intervals."""
+    if not intervals:
+        return []
+    lines = ["## 95% confidence intervals (test, bootstrap)", "", "| metric | value | 95% CI |", "|---|---|---|"]
+    lines += [
+        f"| {name} | {values[name]:.3f} | {low:.3f} – {high:.3f} |"
+        for name, (low, high) in intervals.items()
+        if name in values
+    ]
+    return [*lines, ""]
 
 
 def decision_text(decision: Decision) -> str:
@@ -209,4 +223,22 @@ def ood_lines(ood: OodEvaluation | None) -> list[str]:
         f"| {kind} | {metrics.out_count_by_kind[kind]} | {rate:.3f} |"
         for kind, rate in metrics.out_flag_rate_by_kind.items()
     ]
-    return [*lines, ""]
+    return [*lines, "", *flagged_test_lines(metrics)]
+
+
+def flagged_test_lines(metrics: OodMetrics) -> list[str]:
+    """Whether the flag singles out wrong answers, and whom it flags, among the test images."""
+    lines = []
+    if metrics.test_flagged is not None:
+        accuracy = {"flagged": metrics.test_accuracy_flagged, "unflagged": metrics.test_accuracy_unflagged}
+        lines += [
+            f"Test images flagged: {metrics.test_flagged} of {metrics.n_in}; accuracy on them "
+            + ", on the unflagged: ".join("-" if value is None else f"{value:.3f}" for value in accuracy.values())
+            + ".",
+            "",
+        ]
+    if metrics.test_flag_rate_by_source:
+        lines += ["| test source | flagged |", "|---|---|"]
+        lines += [f"| {source} | {rate:.3f} |" for source, rate in metrics.test_flag_rate_by_source.items()]
+        lines.append("")
+    return lines

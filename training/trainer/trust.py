@@ -131,10 +131,16 @@ class OodMetrics(BaseModel):
     out_flag_rate_by_kind: dict[str, float]
     out_count_by_kind: dict[str, int]
     val_flag_rate: float | None = None
+    # does the flag single out wrong answers: accuracy of the decided labels on flagged / unflagged test images
+    test_flagged: int | None = None
+    test_accuracy_flagged: float | None = None
+    test_accuracy_unflagged: float | None = None
+    test_flag_rate_by_source: dict[str, float] = {}
 
     def for_card(self) -> dict[str, float]:
-        """The headline figures; the report keeps the breakdown by kind of image."""
-        figures = self.model_dump(exclude={"out_flag_rate_by_kind", "out_count_by_kind"}, exclude_none=True)
+        """The headline figures; the report keeps the breakdowns by kind of image and by source."""
+        breakdowns = {"out_flag_rate_by_kind", "out_count_by_kind", "test_flag_rate_by_source"}
+        figures = self.model_dump(exclude=breakdowns, exclude_none=True)
         return {key: float(value) for key, value in figures.items()}
 
 
@@ -174,6 +180,20 @@ def ood_metrics(
         out_count_by_kind={kind: len(scores) for kind, scores in out_scores.items()},
         val_flag_rate=None if val_scores is None else float(np.mean(val_scores > threshold)),
     )
+
+
+def test_flag_figures(flagged: np.ndarray, correct: np.ndarray | None, sources: np.ndarray | None) -> dict[str, object]:
+    """The OodMetrics fields about test images: how many are flagged, the accuracy on the flagged and
+    the unflagged ones (None where there are none), and the flag rate of each source."""
+    figures: dict[str, object] = {"test_flagged": int(flagged.sum())}
+    if correct is not None:
+        figures["test_accuracy_flagged"] = float(correct[flagged].mean()) if flagged.any() else None
+        figures["test_accuracy_unflagged"] = float(correct[~flagged].mean()) if (~flagged).any() else None
+    if sources is not None:
+        figures["test_flag_rate_by_source"] = {
+            str(source): float(flagged[sources == source].mean()) for source in np.unique(sources)
+        }
+    return figures
 
 
 def out_of_distribution_images(

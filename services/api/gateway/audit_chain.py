@@ -32,8 +32,9 @@ GENESIS_HASH = "0" * 64
 HEAD_ID = 1
 _CHAIN = cast(Table, AuditChainHead.__table__)
 _EVENTS = cast(Table, AuditEvent.__table__)
-# what an event's hash covers, besides its place and its predecessor's hash
-_CONTENT = (
+# what an event's hash covers, besides its place and its predecessor's hash; fixed for good: a change
+# would break every chain already stored
+HASHED_FIELDS = (
     "id",
     "occurred_at",
     "actor_kind",
@@ -61,12 +62,12 @@ def _text(name: str, value: Any) -> Any:
 
 def event_hash(seq: int, prev_hash: str, content: dict[str, Any]) -> str:
     """The SHA-256 of an event's place, content and predecessor, as canonical JSON."""
-    values = [seq, prev_hash, *(_text(name, content.get(name)) for name in _CONTENT)]
+    values = [seq, prev_hash, *(_text(name, content.get(name)) for name in HASHED_FIELDS)]
     return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def _content(event: AuditEvent | Row[Any]) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in _CONTENT}
+    return {name: getattr(event, name) for name in HASHED_FIELDS}
 
 
 @dataclass
@@ -155,9 +156,10 @@ def trim_before(session: Session, cutoff: datetime, batch: int = _BATCH) -> Trim
             session.commit()
             return Trimmed(removed, head.anchor_seq, head.anchor_hash)
         last = expired[-1]
-        session.execute(delete(_EVENTS).where(_EVENTS.c.seq <= last.seq))
+        # the anchor moves first: the database refuses to delete events after it (migration 0009)
         head.anchor_seq, head.anchor_hash = last.seq, last.hash
         _save_head(session, head)
+        session.execute(delete(_EVENTS).where(_EVENTS.c.seq <= last.seq))
         session.commit()
         removed += len(expired)
 
@@ -196,7 +198,7 @@ def verify(session: Session, batch: int = _BATCH) -> Verification:
     after = head.anchor_seq
     while True:
         rows = session.execute(
-            select(_EVENTS.c.seq, _EVENTS.c.prev_hash, _EVENTS.c.hash, *(_EVENTS.c[name] for name in _CONTENT))
+            select(_EVENTS.c.seq, _EVENTS.c.prev_hash, _EVENTS.c.hash, *(_EVENTS.c[name] for name in HASHED_FIELDS))
             .where(_EVENTS.c.seq > after, _EVENTS.c.seq <= head.head_seq)
             .order_by(_EVENTS.c.seq)
             .limit(batch)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxr_model.answer import ClassInfo
+from cxr_model.card import CardSummary
 from cxr_model.intended_use import IntendedUse
 from gateway.exceptions import NotFound, Unavailable
 from gateway.inference_client import InferenceClient
@@ -41,31 +42,25 @@ class DeployedModel:
     description: str
     classes: list[ClassInfo]
     intended_use: IntendedUse | None  # None: a model that routes images (the image-kind model), not a classifier
-    metrics: dict[str, Any] = field(default_factory=dict)
-    metrics_ci: dict[str, Any] | None = None  # 95% confidence intervals of the metrics, where the card has them
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics_ci: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # 95% intervals
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> DeployedModel:
-        """From the inference service's model metadata; a ValueError for metadata that does not conform."""
-        parameters = metadata.get("parameters") or {}
-        labels = parameters.get("labels") or []
-        words = parameters.get("classes") or {}
-        use = parameters.get("intended_use")
+        """From the inference service's model metadata; a ValueError (pydantic's ValidationError) for metadata
+        that does not conform."""
+        card = CardSummary.model_validate(metadata.get("parameters") or {})
         return cls(
             name=str(metadata["name"]),
-            version=str(parameters["version"]),
+            version=card.version,
             versions=[str(version) for version in metadata.get("versions") or []],
-            task=str(parameters.get("task") or ""),
-            description=str(parameters.get("description") or ""),
-            classes=[ClassInfo(label=label, **(words.get(label) or _plain(label))) for label in labels],
-            intended_use=IntendedUse.model_validate(use) if use is not None else None,
-            metrics=dict(parameters.get("metrics") or {}),
-            metrics_ci=parameters.get("metrics_ci"),
+            task=card.task,
+            description=card.description,
+            classes=[ClassInfo(label=label, **card.classes[label].model_dump()) for label in card.labels],
+            intended_use=card.intended_use,
+            metrics=card.metrics,
+            metrics_ci=card.metrics_ci,
         )
-
-
-def _plain(label: str) -> dict[str, str]:
-    return {"name": label, "finding": f"Model output: {label}"}
 
 
 class ModelCatalog:

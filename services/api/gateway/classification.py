@@ -34,13 +34,14 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from cxr_model.answer import Classification
+from cxr_model.answer import Classification, RoutedClassification
 from cxr_model.images import DICOM, EXTENSIONS, MediaType, media_type_of
-from cxr_model.intended_use import ImageFacts
-from gateway import crud, dicom, heatmap, routing
+from cxr_model.intended_use import ImageFacts, Refusal, assess
+from gateway import crud, dicom, heatmap, intake, routing
 from gateway.db import UnitOfWork
-from gateway.exceptions import Conflict, NotFound, OutsideIntendedUse, Unavailable
+from gateway.exceptions import Conflict, InvalidInput, NotFound, OutsideIntendedUse, Unavailable
 from gateway.inference_client import INFERENCE_UNAVAILABLE, InferenceClient
+from gateway.intake import Decoding
 from gateway.models import Image, Result
 from gateway.principals import Principal
 from gateway.routing import Gate
@@ -81,8 +82,10 @@ class _Prepared:
     dicom: dicom.DeidentifiedDicom | None = None
 
 
-def _prepare(data: bytes, uid_secret: str) -> _Prepared:
-    """Magic bytes decide the type; the file name and the client's Content-Type are not trusted."""
+def _prepare(data: bytes, uid_secret: str, decoding: Decoding) -> _Prepared:
+    """Magic bytes decide the type; the file name and the client's Content-Type are not trusted. Within the
+    pixel limit, JPEG and PNG without their metadata, DICOM de-identified (`intake`, `dicom`)."""
+    data = intake.admitted(data, decoding)
     media_type = media_type_of(data)
     if media_type != DICOM:
         return _Prepared(data, media_type)
@@ -100,58 +103,129 @@ def _displayed_size(prepared: _Prepared) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _facts(prepared: _Prepared, kind: Classification) -> ImageFacts:
-    """What is known of the image for the gate: its header's facts (DICOM), its size and its kind."""
+def _facts(prepared: _Prepared) -> ImageFacts:
+    """What is known of the image before any model sees it: its header's facts (DICOM) and its size."""
     facts = prepared.dicom.facts if prepared.dicom else ImageFacts()
     width, height = _displayed_size(prepared)
-    return facts.model_copy(update={"width": width, "height": height, "image_kind": kind.label})
+    return facts.model_copy(update={"width": width, "height": height})
 
 
-def _image_kind(inference: InferenceClient, prepared: _Prepared, gate: Gate, request_id: str | None) -> Classification:
-    """The image-kind model's answer (its label is the kind). Without that model no image is classified."""
-    try:
-        return inference.classify(prepared.data, prepared.media_type, gate.image_kind_model, request_id)
-    except NotFound as exc:
-        gate.catalog.invalidate()
-        raise Unavailable(
-            "image_kind_unavailable", f"the image-kind model '{gate.image_kind_model}' is not deployed"
-        ) from exc
+@dataclass(frozen=True)
+class _Gated:
+    kind: Classification  # the image-kind model's answer
+    facts: ImageFacts
+    target: routing.Route
+    answer: Classification  # the answer of the model routed to
 
 
 def _gated(
-    inference: InferenceClient, gate: Gate, prepared: _Prepared, upload: Upload, request_id: str | None
-) -> tuple[Classification, ImageFacts, routing.Route]:
-    """The image-kind model's answer, what is known of the image, and the model it goes to;
-    `OutsideIntendedUse` when no model may read it (a DICOM whose header rules out every model, before
-    the image-kind model runs)."""
-    requested = gate.catalog.get(upload.model) if upload.model is not None else None
-    if prepared.dicom:
-        routing.screen_header(prepared.dicom.facts, gate.catalog.models(), requested, gate.refuse_other_population)
-    kind = _image_kind(inference, prepared, gate, request_id)
-    facts = _facts(prepared, kind)
+    inference: InferenceClient,
+    gate: Gate,
+    prepared: _Prepared,
+    upload: Upload,
+    request_id: str | None,
+    timings: dict[str, float],
+) -> _Gated:
+    """The image-kind model's answer, what is known of the image, the model it goes to and that model's
+    answer; `OutsideIntendedUse` when no model may read it (a DICOM whose header rules out every model,
+    before the image-kind model runs). Where each kind would go is decided first, so that the image-kind
+    model and the model its answer picks run in one inference call."""
+    with _timed(timings, "gate"):
+        requested = gate.catalog.get(upload.model) if upload.model is not None else None
+        models = gate.catalog.models()
+        if prepared.dicom:
+            routing.screen_header(prepared.dicom.facts, models, requested, gate.refuse_other_population)
+        burned_in = _burned_in_text(prepared, gate)
+        facts = _facts(prepared)
+        routes = routing.routes_by_kind(facts, models, requested, gate.refuse_other_population, _kinds(gate))
+    with _timed(timings, "inference"):
+        routed = _routed(inference, prepared, gate, routes, upload, request_id)
+    kind = routed.routing
+    facts = facts.model_copy(update={"image_kind": kind.label})
+    target = routes.get(kind.label)
+    if target is None or routed.routed is None:
+        try:
+            routing.route(facts, models, requested, gate.refuse_other_population, _kind_name(kind))
+        except OutsideIntendedUse as refused:
+            refused.image_kind = _kind_seen(kind)
+            raise
+        raise Unavailable(INFERENCE_UNAVAILABLE, "the inference service did not run the model the image goes to")
+    if burned_in:
+        warnings = [*target.assessment.warnings, *burned_in]
+        target = routing.Route(target.model, target.assessment.model_copy(update={"warnings": warnings}))
+    return _Gated(kind, facts, target, routed.routed)
+
+
+def _kinds(gate: Gate) -> list[str]:
+    """The image-kind model's labels. Without that model no image is classified."""
     try:
-        target = routing.route(facts, gate.catalog.models(), requested, gate.refuse_other_population, _kind_name(kind))
-    except OutsideIntendedUse as refused:
-        refused.image_kind = _kind_seen(kind)
-        raise
-    return kind, facts, target
+        return [item.label for item in gate.catalog.get(gate.image_kind_model).classes]
+    except NotFound as exc:
+        raise _image_kind_unavailable(gate) from exc
 
 
-def _classified(
+def _image_kind_unavailable(gate: Gate) -> Unavailable:
+    return Unavailable("image_kind_unavailable", f"the image-kind model '{gate.image_kind_model}' is not deployed")
+
+
+def _routed(
     inference: InferenceClient,
     prepared: _Prepared,
     gate: Gate,
-    target: routing.Route,
+    routes: dict[str, routing.Route],
     upload: Upload,
     request_id: str | None,
-) -> Classification:
+) -> RoutedClassification:
+    targets = {kind: route.model.name for kind, route in routes.items()}
     try:
-        return inference.classify(prepared.data, prepared.media_type, target.model.name, request_id)
+        return inference.route(prepared.data, prepared.media_type, gate.image_kind_model, targets, request_id)
     except NotFound:
-        gate.catalog.invalidate()  # the model went away since the catalog was read
+        gate.catalog.invalidate()  # a model went away since the catalog was read
+        if gate.image_kind_model not in gate.catalog.models():
+            raise _image_kind_unavailable(gate) from None
         if upload.model is not None:
             raise
-        raise Unavailable(INFERENCE_UNAVAILABLE, f"the model '{target.model.name}' is no longer deployed") from None
+        raise Unavailable(INFERENCE_UNAVAILABLE, "a model the image could go to is no longer deployed") from None
+
+
+def _with_followups(
+    inference: InferenceClient,
+    gate: Gate,
+    prepared: _Prepared,
+    gated: _Gated,
+    request_id: str | None,
+    timings: dict[str, float],
+) -> Classification:
+    """The answer with those of the models that follow its model on its label (`routing.followers`: a
+    severity grade after a COVID-19 finding), run in the same request; a follower whose intended use
+    refuses the image, or that went away since the catalog was read, is left out."""
+    followers = [
+        model
+        for model in routing.followers(gated.answer, gate.catalog.models())
+        if model.intended_use is not None
+        and assess(gated.facts, model.intended_use, gate.refuse_other_population).accepted
+    ]
+    started = time.perf_counter()
+    answers = []
+    for model in followers:
+        try:
+            answers.append(_rounded(inference.classify(prepared.data, prepared.media_type, model.name, request_id)))
+        except NotFound:
+            gate.catalog.invalidate()
+    timings["inference"] = round(timings.get("inference", 0.0) + (time.perf_counter() - started) * 1000, 1)
+    return gated.answer.model_copy(update={"followups": answers}) if answers else gated.answer
+
+
+def _burned_in_text(prepared: _Prepared, gate: Gate) -> list[Refusal]:
+    """A DICOM whose pixels may carry burned-in text (`dicom.burned_in_text`): refused (422
+    `burned_in_annotation`) before any model sees it, or, with BURNED_IN_ANNOTATION=warn, its warning."""
+    reason = prepared.dicom.burned_in_text if prepared.dicom else None
+    if reason is None:
+        return []
+    detail = f"the image may carry burned-in text such as names or dates ({reason}); it is not de-identified"
+    if gate.burned_in_annotation == "refuse":
+        raise InvalidInput("burned_in_annotation", detail)
+    return [Refusal(code="burned_in_annotation", detail=detail, found=reason, accepted=["BurnedInAnnotation NO"])]
 
 
 @contextmanager
@@ -194,13 +268,11 @@ def classify_upload(
     `OutsideIntendedUse` (nothing stored) when no deployed model is made for the image, or the model named is not."""
     if replay := _replay(session, submitter, upload):
         return replay
-    prepared = _prepare(upload.data, uid_secret)
+    prepared = _prepare(upload.data, uid_secret, gate.decoding)
     timings: dict[str, float] = {}
-    with _timed(timings, "gate"):
-        kind, facts, target = _gated(inference, gate, prepared, upload, request_id)
-    with _timed(timings, "inference"):
-        answer = _classified(inference, prepared, gate, target, upload, request_id)
-    image, result = _new_rows(submitter, upload, prepared, facts, answer, kind, target)
+    gated = _gated(inference, gate, prepared, upload, request_id, timings)
+    answer = _with_followups(inference, gate, prepared, gated, request_id, timings)
+    image, result = _new_rows(submitter, upload, prepared, gated.facts, answer, gated.kind, gated.target)
     with _timed(timings, "storage"):
         store.put(image.object_key, prepared.data, prepared.media_type)
     session.on_rollback(partial(remove_or_log, store, image.object_key))
@@ -234,6 +306,8 @@ def _new_rows(
         modality=meta.modality if meta else None,
         body_part=meta.body_part if meta else None,
         view_position=meta.view_position if meta else None,
+        study_instance_uid=meta.study_instance_uid if meta else None,
+        sop_instance_uid=meta.sop_instance_uid if meta else None,
         width=facts.width,
         height=facts.height,
         created_at=now,

@@ -4,7 +4,7 @@ Writes are added and flushed, never committed: the request's unit of work commit
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from gateway import audit_chain
 from gateway.models import (
+    DEFAULT_ORGANISATION_ID,
     ApiClient,
     AuditEvent,
     Image,
     LoginThrottle,
+    Organisation,
     RefreshToken,
     Result,
     RevokedAccessToken,
@@ -41,8 +43,13 @@ def get_user_by_username(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
-def create_user(session: Session, user_in: UserCreate) -> User:
-    user = User(username=user_in.username, hashed_password=hash_password(user_in.password), role=user_in.role)
+def create_user(session: Session, user_in: UserCreate, organisation_id: uuid.UUID = DEFAULT_ORGANISATION_ID) -> User:
+    user = User(
+        username=user_in.username,
+        hashed_password=hash_password(user_in.password),
+        role=user_in.role,
+        organisation_id=organisation_id,
+    )
     session.add(user)
     session.flush()
     return user
@@ -63,6 +70,28 @@ def set_active(session: Session, account: Account, active: bool) -> Account:
     account.is_active = active
     session.flush()
     return account
+
+
+# organisations
+
+
+def get_organisation(session: Session, organisation_id: uuid.UUID) -> Organisation | None:
+    return session.get(Organisation, organisation_id)
+
+
+def get_organisation_by_name(session: Session, name: str) -> Organisation | None:
+    return session.scalar(select(Organisation).where(Organisation.name == name))
+
+
+def add_organisation(session: Session, name: str) -> Organisation:
+    organisation = Organisation(name=name)
+    session.add(organisation)
+    session.flush()
+    return organisation
+
+
+def list_organisations(session: Session) -> list[Organisation]:
+    return list(session.scalars(select(Organisation).order_by(Organisation.name)))
 
 
 # API clients
@@ -170,6 +199,40 @@ def count_login_attempt(session: Session, key: str, max_failures: int, lockout_s
     return int(count), as_utc(cast(datetime, window_ends))
 
 
+def count_backoff_attempt(session: Session, key: str, free: int, max_wait: int, window_seconds: int) -> int:
+    """Counts one attempt of `key` unless it must still wait (then returns the seconds left). Past `free`
+    attempts each one sets the wait before the next: 1 s, 2 s, 4 s ... up to `max_wait`. `locked_until`
+    holds the moment the next attempt may come; the count starts again `window_seconds` after it."""
+    upsert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(upsert(LoginThrottle).values(key=key, failures=0).on_conflict_do_nothing())
+    row = session.scalars(
+        select(LoginThrottle)
+        .where(LoginThrottle.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    now = utcnow()
+    next_allowed = as_utc(row.locked_until) if row.locked_until else None
+    if next_allowed and next_allowed > now:
+        return max(1, int((next_allowed - now).total_seconds() + 0.999))
+    if next_allowed is None or now > next_allowed + timedelta(seconds=window_seconds):
+        row.failures = 0
+    row.failures += 1
+    wait = 0 if row.failures <= free else min(2 ** (row.failures - free - 1), max_wait)
+    row.locked_until = now + timedelta(seconds=wait)
+    session.flush()
+    return 0
+
+
+def forgive_login_attempt(session: Session, key: str) -> None:
+    """One counted attempt of `key` turned out right: it no longer counts."""
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key, LoginThrottle.failures > 0)
+        .values(failures=LoginThrottle.failures - 1)
+    )
+
+
 def delete_expired_login_throttles(session: Session) -> int:
     deleted = session.execute(delete(LoginThrottle).where(LoginThrottle.locked_until < utcnow()))
     return cast(CursorResult[Any], deleted).rowcount
@@ -183,7 +246,15 @@ def clear_login_throttle(session: Session, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class AuditFilter:
+class _Filter:
+    def searched(self) -> dict[str, str]:
+        """The filters that are set, as text (what the audit trail records of a search)."""
+        values = ((field.name, getattr(self, field.name)) for field in fields(self) if field.name != "sort")
+        return {name: str(value) for name, value in values if value is not None}
+
+
+@dataclass(frozen=True)
+class AuditFilter(_Filter):
     actor: str | None = None  # an actor's id or name
     action: str | None = None
     since: datetime | None = None
@@ -241,6 +312,7 @@ def add_result(session: Session, image: Image, result: Result, submitter: Princi
         result.created_by_client = session.get(ApiClient, submitter.id)
     else:
         result.created_by = session.get(User, submitter.id)
+    result.organisation_id = submitter.organisation_id
     session.add_all([image, result])
     session.flush()
 
@@ -262,8 +334,10 @@ def get_result_by_idempotency_key(session: Session, scoped_key: str) -> Result |
 
 
 def _visible_to(query: Select[Any], viewer: Principal) -> Select[Any]:
-    """API clients see only what they submitted; people see every result."""
-    return query.where(Result.created_by_client_id == viewer.id) if viewer.is_client else query
+    """API clients see only what they submitted; people see the results of their organisation."""
+    if viewer.is_client:
+        return query.where(Result.created_by_client_id == viewer.id)
+    return query.where(Result.organisation_id == viewer.organisation_id)
 
 
 def get_result(session: Session, result_id: uuid.UUID, viewer: Principal) -> Result | None:
@@ -271,13 +345,16 @@ def get_result(session: Session, result_id: uuid.UUID, viewer: Principal) -> Res
 
 
 @dataclass(frozen=True)
-class ResultFilter:
+class ResultFilter(_Filter):
     label: str | None = None
     model: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     submitted_by: str | None = None  # a user's username or an API client's name
     ood: bool | None = None  # flagged as out of distribution (False: checked and not flagged)
+    accession_number: str | None = None
+    external_id: str | None = None
+    sop_instance_uid: str | None = None  # the de-identified image's (the hospital's, mapped the same way)
     sort: str = "-created_at"  # a column name from RESULT_SORTS, "-" for descending
 
 
@@ -295,6 +372,13 @@ def _filtered(query: Select[Any], where: ResultFilter) -> Select[Any]:
         query = query.where(Result.created_at >= where.since)
     if where.until:
         query = query.where(Result.created_at < where.until)
+    if where.accession_number:
+        query = query.where(Result.accession_number == where.accession_number)
+    if where.external_id:
+        query = query.where(Result.external_id == where.external_id)
+    if where.sop_instance_uid:
+        images = select(Image.id).where(Image.sop_instance_uid == where.sop_instance_uid)
+        query = query.where(Result.image_id.in_(images))
     if where.submitted_by:
         users = select(User.id).where(User.username == where.submitted_by)
         clients = select(ApiClient.id).where(ApiClient.name == where.submitted_by)

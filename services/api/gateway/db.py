@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.exceptions import REFUSALS, DatabaseUnavailable
 
 
 class UnitOfWork(Session):
@@ -67,3 +71,30 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+@contextmanager
+def unit_of_work(sessions: sessionmaker[UnitOfWork]) -> Iterator[UnitOfWork]:
+    """One transaction, committed once when the block ends: a refused block (a 4xx) commits what it
+    recorded of the refusal (`audit.recorded` rolls its work back first); any other failure rolls
+    everything back. A commit that fails is `DatabaseUnavailable`."""
+    with sessions() as session:
+        try:
+            yield session
+        except REFUSALS:
+            _commit(session)
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        _commit(session)
+
+
+def _commit(session: UnitOfWork) -> None:
+    if not session.in_transaction():
+        return
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise DatabaseUnavailable from exc

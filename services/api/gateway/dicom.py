@@ -7,7 +7,8 @@ the type 2 identifying attributes are kept present but empty, the instance UIDs 
 replaced by UIDs derived from the originals with a secret (so files of one study still
 share a study UID), and the file meta information is written anew. Private tags, dates,
 names, descriptions, comments and overlays are therefore never copied. Pixel data is kept
-as it is: burned-in annotations are not removed (`BurnedInAnnotation` tells).
+as it is: burned-in annotations are not removed. A file whose pixels may carry them
+(`burned_in_text`) is refused or warned of by the gateway's BURNED_IN_ANNOTATION setting.
 """
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ EMPTIED_ATTRIBUTES = (
     "StudyID",
 )
 REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+# what a Structured Report filed beside the hospital's image copies from it (patient, study, series, instance)
+SOURCE_REFERENCES = (
+    "SpecificCharacterSet",
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "SeriesInstanceUID",
+    "Modality",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Rows",
+    "Columns",
+)
 
 # what pydicom raises for a value it cannot parse (values are parsed lazily, when first read)
 _VALUE_ERRORS = (BytesLengthException, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError)
@@ -88,6 +110,9 @@ class DeidentifiedDicom:
     facts: ImageFacts
     width: int  # Columns: the displayed image's size, without parsing the file again
     height: int  # Rows
+    study_instance_uid: str | None  # the de-identified file's
+    sop_instance_uid: str
+    burned_in_text: str | None = None  # why the pixels may carry burned-in text (`burned_in_text`), or None
 
     @property
     def modality(self) -> str | None:
@@ -115,15 +140,58 @@ def deidentify(data: bytes, uid_secret: str) -> DeidentifiedDicom:
         setattr(clean, keyword, "")
     for keyword in REPLACED_UIDS:
         if original.get(keyword):
-            setattr(clean, keyword, _replacement_uid(str(original[keyword].value), uid_secret))
+            setattr(clean, keyword, deidentified_uid(str(original[keyword].value), uid_secret))
     clean.SOPInstanceUID = clean.get("SOPInstanceUID") or generate_uid()
     clean.PatientIdentityRemoved = "YES"
     clean.DeidentificationMethod = DEIDENTIFICATION_METHOD
     clean.file_meta = _file_meta(clean, transfer_syntax)
     width, height = int(original.Columns), int(original.Rows)
     return DeidentifiedDicom(
-        data=_write(clean), facts=header_facts(original, width, height), width=width, height=height
+        data=_write(clean),
+        facts=header_facts(original, width, height),
+        width=width,
+        height=height,
+        study_instance_uid=clean.get("StudyInstanceUID"),
+        sop_instance_uid=clean.SOPInstanceUID,
+        burned_in_text=burned_in_text(original),
     )
+
+
+# Modalities whose images usually carry text in their pixels (ultrasound, endoscopy, external-camera
+# photographs, other, documents), and secondary captures (scanned film, screenshots): without a
+# BurnedInAnnotation they are taken to carry some. A radiograph (CR, DX) without it is taken not to.
+BURNS_IN_TEXT = ("US", "ES", "XC", "OT", "DOC")
+SECONDARY_CAPTURE_CLASSES = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage and its multi-frame kin
+
+
+def burned_in_text(original: Dataset) -> str | None:
+    """Why the image may carry burned-in text (names, dates), read from the original header; None if it does not:
+    BurnedInAnnotation YES, or none stated for a modality or SOP class that burns text in."""
+    stated = _text(original, "BurnedInAnnotation")
+    if stated is not None:
+        return "BurnedInAnnotation YES" if stated.upper() == "YES" else None
+    modality = _text(original, "Modality")
+    if modality in BURNS_IN_TEXT:
+        return f"no BurnedInAnnotation, Modality {modality}"
+    if (_text(original, "SOPClassUID") or "").startswith(SECONDARY_CAPTURE_CLASSES):
+        return "no BurnedInAnnotation, a secondary capture"
+    return None
+
+
+def source_references(data: bytes) -> Dataset:
+    """The hospital's own patient, study, series and instance attributes of a DICOM file, for the
+    Structured Report that is answered in the same request: held in memory only, never stored."""
+    original = read_dicom(data)
+    references = Dataset()
+    try:
+        for keyword in SOURCE_REFERENCES:
+            if keyword in original:
+                references[keyword] = original[keyword]
+        references.SOPInstanceUID = str(original.SOPInstanceUID)
+        references.SOPClassUID = str(original.SOPClassUID)
+    except (*_VALUE_ERRORS, AttributeError) as exc:
+        raise ImageError("corrupt_image", f"the DICOM file has no readable SOP Class and Instance UIDs: {exc}") from exc
+    return references
 
 
 def header_facts(original: Dataset, width: int | None = None, height: int | None = None) -> ImageFacts:
@@ -155,7 +223,7 @@ def _read(data: bytes) -> tuple[Dataset, UID]:
     return dataset, dataset.file_meta.TransferSyntaxUID
 
 
-def _replacement_uid(original: str, secret: str) -> str:
+def deidentified_uid(original: str, secret: str) -> str:
     """The same original UID always maps to the same new one; without the secret it cannot be traced back."""
     digest = hmac.new(secret.encode(), original.encode(), hashlib.sha256).hexdigest()
     return generate_uid(entropy_srcs=[digest])

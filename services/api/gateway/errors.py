@@ -23,6 +23,7 @@ from gateway.exceptions import (
     Forbidden,
     GatewayError,
     InvalidInput,
+    NotAcceptable,
     NotFound,
     OutsideIntendedUse,
     TooLarge,
@@ -40,6 +41,7 @@ _STATUS: dict[type[GatewayError], int] = {
     TooLarge: 413,
     NotFound: 404,
     Conflict: 409,
+    NotAcceptable: 406,
     Unauthenticated: 401,
     Forbidden: 403,
     TooManyRequests: 429,
@@ -104,6 +106,10 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        unknown = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][0] == "query"]
+        if unknown:  # a misspelt filter would otherwise widen the search silently
+            detail = f"unknown query parameter(s): {', '.join(unknown)}"
+            return problem_response(400, "unknown_query_parameter", detail, errors=errors)
         return problem_response(422, "invalid_request", detail, errors=errors)
 
     @app.exception_handler(DataError)

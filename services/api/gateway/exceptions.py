@@ -49,6 +49,10 @@ class Conflict(Refused):
     pass
 
 
+class NotAcceptable(Refused):
+    """No answer in a media type the caller accepts (e.g. a DICOM SR of a JPEG)."""
+
+
 class Unauthenticated(Refused):
     pass
 

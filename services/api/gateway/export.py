@@ -23,9 +23,13 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from gateway import crud
+from gateway.audit import PendingEvent
+from gateway.audit_chain import HASHED_FIELDS
 from gateway.db import UnitOfWork
+from gateway.exceptions import InvalidInput
 from gateway.models import AuditEvent, Result, as_utc
 from gateway.principals import Principal
+from gateway.settings import Settings
 
 MEDIA_TYPE = "text/csv; charset=utf-8"
 _PAGE = 500
@@ -65,6 +69,18 @@ def download_headers(kind: str, total: int) -> dict[str, str]:
         "Cache-Control": "private, no-store",
         "X-Total-Count": str(total),
     }
+
+
+def checked_size(total: int, searched: dict[str, str], settings: Settings, event: PendingEvent) -> int:
+    """The number of rows an export would hold, recorded with its filters in the export's audit event;
+    `export_too_large` when it is over EXPORT_MAX_ROWS."""
+    event.detail = json.dumps({"rows": total, **searched})
+    if total > settings.export_max_rows:
+        raise InvalidInput(
+            "export_too_large",
+            f"{total} rows match; narrow the filters (e.g. the dates) to {settings.export_max_rows} or fewer",
+        )
+    return total
 
 
 # results
@@ -158,22 +174,7 @@ def results_csv(
 
 # the audit trail
 
-AUDIT_COLUMNS = [
-    "seq",
-    "id",
-    "occurred_at",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target",
-    "outcome",
-    "ip",
-    "request_id",
-    "detail",
-    "prev_hash",
-    "hash",
-]
+AUDIT_COLUMNS = ["seq", *HASHED_FIELDS, "prev_hash", "hash"]
 
 
 def audit_csv(sessions: sessionmaker[UnitOfWork], where: crud.AuditFilter, limit: int) -> Iterator[str]:

@@ -1,8 +1,10 @@
 """Sign-in flows: passwords (with refresh tokens), client credentials, refresh rotation, logout.
 
-Every outcome is written to the audit trail. Attempts are throttled per account name and
-address (`ratelimit`: in Redis, shared by every replica, or in the database), counted before the
+Every outcome is written to the audit trail (repeated failures aggregated, `audit.record_failure`).
+Attempts are throttled per account name and address, per address, and per account name with a
+backoff (`ratelimit`: in Redis, shared by every replica, or in the database), counted before the
 credentials are checked, and an unknown account costs the same Argon2 verification as a known one.
+The address is the client's own (TRUSTED_PROXIES' X-Forwarded-For, see `main`).
 What a refused sign-in writes (its audit event, the attempt count, a revoked token family) is
 kept: the request's unit of work commits a refusal's records (see `deps.get_session`).
 
@@ -27,7 +29,7 @@ from gateway.crud import Account
 from gateway.exceptions import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from gateway.models import ApiClient, RefreshToken, User, as_utc, utcnow
 from gateway.principals import Principal, RequestContext
-from gateway.ratelimit import LoginThrottle
+from gateway.ratelimit import LoginThrottle, SignInKeys
 from gateway.security import (
     InvalidToken,
     create_access_token,
@@ -46,13 +48,25 @@ class IssuedTokens:
     expires_in: int
     refresh_token: str | None = None
     refresh_expires_in: int | None = None
+    # people's sessions: the frontend signs out after this long without input, and the session ends
+    # this many seconds from now whatever happens (SESSION_IDLE_MINUTES, SESSION_MAX_HOURS)
+    idle_timeout: int | None = None
+    session_expires_in: int | None = None
 
 
 # throttling
 
 
-def _throttle_key(action: str, account_name: str, ip: str | None) -> str:
-    return hashlib.sha256(f"{action}\0{account_name.lower()}\0{ip or ''}".encode()).hexdigest()
+def _throttle_key(action: str, account_name: str | None, ip: str | None) -> str:
+    return hashlib.sha256(f"{action}\0{(account_name or '').lower()}\0{ip or ''}".encode()).hexdigest()
+
+
+def _sign_in_keys(action: str, account_name: str, ip: str | None) -> SignInKeys:
+    return SignInKeys(
+        pair=_throttle_key(action, account_name, ip),
+        address=_throttle_key(f"{action}:address", None, ip),
+        account=_throttle_key(f"{action}:account", account_name, None),
+    )
 
 
 def _too_many(wait: int) -> TooManyRequests:
@@ -89,36 +103,59 @@ def _authenticate(
 
     An unknown name costs the same Argon2 verification as a known one, so timing does not tell them apart.
     """
-    key = _throttle_key(check.action, name, context.ip)
-    if wait := throttle.attempt(session, key):
-        audit.record(session, context, check.action, "denied", actor_name=name, detail="too many failures")
+    keys = _sign_in_keys(check.action, name, context.ip)
+    if wait := throttle.attempt(session, keys):
+        audit.record_failure(session, context, check.action, "denied", actor_name=name, detail="too many failures")
         raise _too_many(wait)
     account = check.find(session, name)
     verified = verify_password(secret, account.credential_hash if account else None)
     if account is None or not verified or not account.is_active:
-        audit.record(session, context, check.action, "failure", actor_name=name, detail="wrong credentials or disabled")
+        audit.record_failure(
+            session, context, check.action, "failure", actor_name=name, detail="wrong credentials or disabled"
+        )
         raise Unauthenticated(check.wrong_code, check.wrong_detail)
-    throttle.succeeded(session, key)
+    throttle.succeeded(session, keys)
     audit.record(session, context, check.action, "success", Principal.of(account))
     return account
 
 
 def _issue_for_user(
-    session: Session, user: User, settings: Settings, family_id: uuid.UUID | None = None
+    session: Session, user: User, settings: Settings, continued: RefreshToken | None = None
 ) -> IssuedTokens:
+    """Tokens for a new session, or for the one `continued` (its refresh token just used): a refresh token
+    lasts SESSION_IDLE_MINUTES past its access token (while that one is valid the gateway sees no refresh
+    however active the user is; the web app signs out after SESSION_IDLE_MINUTES without input), and
+    never past SESSION_MAX_HOURS after the sign-in (nor REFRESH_TOKEN_DAYS)."""
     access, expires_in = create_access_token(str(user.id), user.role, "user", settings, user.session_epoch)
     refresh = new_secret()
-    lifetime = timedelta(days=settings.refresh_token_days)
+    now = utcnow()
+    started = as_utc(continued.session_started_at) if continued and continued.session_started_at else now
+    session_ends = started + timedelta(hours=settings.session_max_hours)
+    idle = timedelta(minutes=settings.session_idle_minutes)
+    unused = timedelta(minutes=settings.access_token_minutes) + idle
+    expires_at = min(now + timedelta(days=settings.refresh_token_days), now + unused, session_ends)
     crud.add_refresh_token(
         session,
         RefreshToken(
             token_hash=fingerprint(refresh),
-            family_id=family_id or uuid.uuid4(),
+            family_id=continued.family_id if continued else uuid.uuid4(),
             user_id=user.id,
-            expires_at=utcnow() + lifetime,
+            expires_at=expires_at,
+            session_started_at=started,
         ),
     )
-    return IssuedTokens(access, expires_in, refresh, int(lifetime.total_seconds()))
+    return IssuedTokens(
+        access,
+        expires_in,
+        refresh,
+        _seconds(expires_at - now),
+        _seconds(idle),
+        _seconds(session_ends - now),
+    )
+
+
+def _seconds(span: timedelta) -> int:
+    return max(0, int(span.total_seconds()))
 
 
 def login_with_password(
@@ -148,11 +185,15 @@ def login_with_client_credentials(
     return IssuedTokens(access, expires_in)
 
 
-def create_client(session: Session, name: str) -> tuple[ApiClient, str]:
-    """A new API client and its secret, which is shown this once and stored only hashed."""
+def create_client(session: Session, name: str, organisation_id: uuid.UUID) -> tuple[ApiClient, str]:
+    """A new API client of an organisation and its secret, which is shown this once and stored only hashed."""
     secret = new_secret()
     client = ApiClient(
-        client_id=f"cxr-{secrets.token_hex(8)}", name=name, hashed_secret=hash_password(secret), role="service"
+        client_id=f"cxr-{secrets.token_hex(8)}",
+        name=name,
+        hashed_secret=hash_password(secret),
+        role="service",
+        organisation_id=organisation_id,
     )
     return crud.add_client(session, client), secret
 
@@ -189,14 +230,14 @@ def change_own_password(
     if user is None:
         audit.record(session, context, action, "denied", principal, target, detail="not a user")
         raise Forbidden("not_a_user", "API clients have no password; an administrator replaces their secret")
-    key = _throttle_key(action, principal.name, context.ip)
-    if wait := throttle.attempt(session, key):
+    keys = _sign_in_keys(action, principal.name, context.ip)
+    if wait := throttle.attempt(session, keys):
         audit.record(session, context, action, "denied", principal, target, detail="too many failures")
         raise _too_many(wait)
     if not verify_password(current_password, user.hashed_password):
         audit.record(session, context, action, "failure", principal, target, detail="wrong current password")
         raise Forbidden("wrong_password", "the current password is not correct")
-    throttle.succeeded(session, key)
+    throttle.succeeded(session, keys)
     if current_password == new_password:
         audit.record(session, context, action, "failure", principal, target, detail="password_unchanged")
         raise InvalidInput("password_unchanged", "the new password must differ from the current one")
@@ -232,7 +273,7 @@ def refresh(session: Session, settings: Settings, context: RequestContext, refre
     stored = crud.get_refresh_token(session, fingerprint(refresh_token))
     user = crud.get_user(session, stored.user_id) if stored else None
     if stored is None or user is None:
-        audit.record(session, context, "auth.refresh", "failure", detail="unknown refresh token")
+        audit.record_failure(session, context, "auth.refresh", "failure", detail="unknown refresh token")
         raise Unauthenticated("invalid_refresh_token", "the refresh token is not valid")
     actor = Principal.of(user)
     if stored.revoked_at or stored.used_at or not crud.mark_refresh_token_used(session, stored):
@@ -245,7 +286,7 @@ def refresh(session: Session, settings: Settings, context: RequestContext, refre
         audit.record(session, context, "auth.refresh", "failure", actor, detail="expired or account disabled")
         raise Unauthenticated("invalid_refresh_token", "the refresh token has expired or the account is disabled")
     audit.record(session, context, "auth.refresh", "success", actor)
-    return _issue_for_user(session, user, settings, stored.family_id)
+    return _issue_for_user(session, user, settings, stored)
 
 
 def logout(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
-from cxr_model.answer import Classification
+from cxr_model.answer import Classification, RoutedClassification
 from gateway.exceptions import InvalidInput, NotFound, Unavailable
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+Answer = TypeVar("Answer", Classification, RoutedClassification)
 
 READINESS_TIMEOUT_SECONDS = 2.0  # well inside an orchestrator's probe timeout
 INFERENCE_UNAVAILABLE = "inference_unavailable"
@@ -27,21 +30,35 @@ class InferenceClient:
         self.client = httpx.Client(
             base_url=settings.inference_url, timeout=settings.inference_timeout_seconds, limits=_LIMITS
         )
+        token = settings.inference_repository_token
+        self.repository_headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def classify(self, image: bytes, content_type: str, model: str, request_id: str | None = None) -> Classification:
         """The model's answer; `NotFound` for an unknown model, `InvalidInput` for an image it refuses,
         `Unavailable` when the service cannot be reached, fails, or answers something that is not an answer."""
+        return self._image_call(Classification, f"/v2/models/{model}/classify", image, content_type, request_id)
+
+    def route(
+        self, image: bytes, content_type: str, model: str, routes: Mapping[str, str], request_id: str | None = None
+    ) -> RoutedClassification:
+        """`model`'s answer (the image-kind model's) and the answer of the model `routes` maps its label to, from
+        one call; errors as `classify`'s."""
+        path, params = f"/v2/models/{model}/route", [("to", f"{label}:{to}") for label, to in routes.items()]
+        return self._image_call(RoutedClassification, path, image, content_type, request_id, params)
+
+    def _image_call(
+        self,
+        answer: type[Answer],
+        path: str,
+        image: bytes,
+        content_type: str,
+        request_id: str | None,
+        params: list[tuple[str, str]] | None = None,
+    ) -> Answer:
         headers = {"Content-Type": content_type} | ({"X-Request-ID": request_id} if request_id else {})
+        response = self._send("POST", path, content=image, headers=headers, params=params)
         try:
-            response = self.client.post(f"/v2/models/{model}/classify", content=image, headers=headers)
-        except httpx.HTTPError as exc:
-            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service cannot be reached: {exc}") from exc
-        if response.status_code >= 500:
-            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {response.status_code}")
-        if response.status_code >= 400:
-            raise _refusal(response)
-        try:
-            return Classification.model_validate_json(response.content)
+            return answer.model_validate_json(response.content)
         except ValidationError as exc:
             log.error("the inference service answered a malformed classification: %s", exc)
             raise Unavailable(
@@ -50,25 +67,30 @@ class InferenceClient:
 
     def repository_index(self) -> list[dict[str, Any]]:
         """Every model version the service found: `{name, version, state, reason}`."""
-        return self._json("POST", "/v2/repository/index")
+        return self._json("POST", "/v2/repository/index", headers=self.repository_headers)
 
     def model_metadata(self, name: str) -> dict[str, Any]:
         """The model's metadata (its default version); `parameters` carry its card's fields. `NotFound` when absent."""
         return self._json("GET", f"/v2/models/{name}")
 
-    def _json(self, method: str, path: str) -> Any:
+    def _json(self, method: str, path: str, **request: Any) -> Any:
+        response = self._send(method, path, **request)
         try:
-            response = self.client.request(method, path)
+            return response.json()
+        except ValueError as exc:
+            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {path} with no JSON") from exc
+
+    def _send(self, method: str, path: str, **request: Any) -> httpx.Response:
+        """The service's 2xx answer; `Unavailable` when it cannot be reached or fails, its refusal for a 4xx."""
+        try:
+            response = self.client.request(method, path, **request)
         except httpx.HTTPError as exc:
             raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service cannot be reached: {exc}") from exc
         if response.status_code >= 500:
             raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {response.status_code}")
         if response.status_code >= 400:
             raise _refusal(response)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service answered {path} with no JSON") from exc
+        return response
 
     def ready(self) -> bool:
         try:

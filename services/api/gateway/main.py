@@ -7,40 +7,39 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gateway import __version__
+from gateway import __version__, api_docs
+from gateway.audit import aggregate_failures_after
 from gateway.catalog import ModelCatalog
 from gateway.db import make_engine, make_session_factory
-from gateway.errors import document_error_answers, install_error_handlers, problem_response
+from gateway.errors import document_error_answers, install_error_handlers
 from gateway.inference_client import InferenceClient
+from gateway.intake import Decoding
+from gateway.memory import map_large_blocks
 from gateway.observability import REQUEST_ID_HEADER, Metrics, RequestObservation, configure_logging
 from gateway.ratelimit import make_limits
-from gateway.routes import audit, auth, classify, clients, health, metrics, models, preview, results, users
+from gateway.request_guards import AuthenticateBeforeBody, BodySizeLimit
+from gateway.routes import (
+    audit,
+    auth,
+    classify,
+    clients,
+    dicomweb,
+    health,
+    metrics,
+    models,
+    organisations,
+    preview,
+    results,
+    users,
+)
 from gateway.routing import Gate
+from gateway.security import bound_password_checks
 from gateway.settings import Settings, settings_from_environment
 from gateway.storage import StorageUnavailable, make_object_store
 
 log = logging.getLogger(__name__)
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
-
-
-class BodySizeLimit:
-    """Refuses a body whose declared length is over the upload limit before any of it is read."""
-
-    def __init__(self, app: ASGIApp, max_upload_bytes: int):
-        self.app = app
-        self.max_upload_bytes = max_upload_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = Headers(scope=scope).get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-                refused = problem_response(413, "file_too_large", f"the body exceeds {self.max_upload_bytes} bytes")
-                await refused(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,12 +55,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("object store not reachable at start-up: %s", exc)
         app.state.inference_client = InferenceClient(settings)
         catalog = ModelCatalog(app.state.inference_client, settings.model_catalog_ttl_seconds)
-        app.state.gate = Gate(catalog, settings.image_kind_model, settings.refuse_other_population)
+        app.state.gate = Gate(
+            catalog,
+            settings.image_kind_model,
+            settings.refuse_other_population,
+            decoding=app.state.decoding,
+            burned_in_annotation=settings.burned_in_annotation,
+        )
         gc.freeze()  # start-up's long-lived objects out of the collector's full passes, which stall requests
         yield
         app.state.inference_client.close()
 
-    app = FastAPI(title="Chest-imaging API gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Chest-imaging API gateway",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,  # served by api_docs: public with the docs pages, else to signed-in callers
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
@@ -69,7 +81,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter, app.state.login_throttle = make_limits(settings, app.state.metrics)
     install_error_handlers(app, settings.retry_after_seconds)
 
-    app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.state.decoding = Decoding.of(
+        settings.max_image_pixels, settings.image_decode_slots, settings.image_decode_wait_seconds
+    )
+    bound_password_checks(settings.password_check_slots, settings.password_check_wait_seconds)
+    aggregate_failures_after(settings.audit_failures_in_full_per_minute)
+    map_large_blocks()
+
+    app.add_middleware(AuthenticateBeforeBody, settings=settings, sessions=app.state.session_factory)
+    app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)  # outside: counts first
     app.add_middleware(RequestObservation, metrics=app.state.metrics)  # added later: outside the size check
     if settings.cors_origins:
         app.add_middleware(
@@ -80,7 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
         )
 
-    for module in (auth, classify, preview, results, models, users, clients, audit, health, metrics):
+    # outermost: the client's own address (from a trusted proxy's X-Forwarded-For) for everything inside
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+
+    for module in (auth, classify, preview, results, models, users, clients, organisations, audit, health, metrics):
         app.include_router(module.router)
+    app.include_router(dicomweb.router)
+    api_docs.install(app, settings.docs_served)
     document_error_answers(app)
     return app

@@ -38,6 +38,20 @@ class Base(DeclarativeBase):
     pass
 
 
+# the organisation migration 0009 puts every account and result of an older database in
+DEFAULT_ORGANISATION_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+
+
+class Organisation(Base):
+    """A hospital or hospital group: its users and API clients see the results submitted in it, no others."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -53,6 +67,9 @@ class User(Base):
     # access tokens carry the epoch they were issued in (claim "gen"); a password change, reset, disable
     # or enable moves it on, and the tokens of the epochs before are refused
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id"), index=True, default=DEFAULT_ORGANISATION_ID
+    )
 
     @property
     def credential_hash(self) -> str:
@@ -71,6 +88,9 @@ class ApiClient(Base):
     role: Mapped[str] = mapped_column(String(16), default="service")
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id"), index=True, default=DEFAULT_ORGANISATION_ID
+    )
 
     @property
     def credential_hash(self) -> str:
@@ -90,6 +110,8 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the sign-in the family started with: no refresh goes past SESSION_MAX_HOURS after it
+    session_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RevokedAccessToken(Base):
@@ -171,6 +193,10 @@ class Image(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     body_part: Mapped[str | None] = mapped_column(String(64))
     view_position: Mapped[str | None] = mapped_column(String(16))
+    # the de-identified file's UIDs (derived from the hospital's with a secret): a hospital's SOP Instance
+    # UID finds its results once mapped the same way, and the de-identified SR and FHIR answers cite them
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     # pixels as displayed (EXIF orientation applied); what the explanation overlay is drawn to
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -215,9 +241,10 @@ class Result(Base):
     image_kind: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     age_band: Mapped[str | None] = mapped_column(String(16))
-    # the caller's own references (never patient identifiers), stored as given
-    accession_number: Mapped[str | None] = mapped_column(String(64))
-    external_id: Mapped[str | None] = mapped_column(String(128))
+    # the caller's own references (never patient identifiers): the external id as given, the accession
+    # number only as its keyed digest (`pseudonyms.accession_digest`; the PS3.15 profile removes it)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # "<kind>:<submitter id>:<Idempotency-Key>", and the SHA-256 of the request it answered
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -225,6 +252,10 @@ class Result(Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_by_client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_clients.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the submitter's organisation: who may see the result
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id"), index=True, default=DEFAULT_ORGANISATION_ID
+    )
 
     image: Mapped[Image] = relationship(lazy="joined")
     created_by: Mapped[User | None] = relationship(lazy="joined")

@@ -2,8 +2,10 @@
 
 Run as `python -m gateway.prestart` before the gateway starts (compose runs it as a
 one-shot service, Kubernetes as a Job). The first administrator's credentials come from
-FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD; without a password one is generated and
-printed once. No fixed password exists anywhere.
+FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD. Outside development the password must be given: a
+generated one would be printed, and a job's output ends up in the cluster's logs. In development
+(the local run) one is generated and printed once to the terminal. No fixed password exists
+anywhere, and a given one is never printed.
 """
 
 import secrets
@@ -35,6 +37,11 @@ def ensure_first_admin(settings: PrestartSettings) -> str | None:
         with make_session_factory(engine)() as session:
             if crud.count_users(session) > 0:
                 return None
+            if settings.environment != "development" and not settings.first_admin_password:
+                raise SystemExit(
+                    "FIRST_ADMIN_PASSWORD must be set to create the first administrator outside development"
+                    " (a generated one would have to be printed, into the logs)"
+                )
             password = settings.first_admin_password or secrets.token_urlsafe(18)
             user = UserCreate(username=settings.first_admin_username, password=password, role="admin")
             crud.create_user(session, user)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from gateway.models import ApiClient, User
+from gateway.models import DEFAULT_ORGANISATION_ID, ApiClient, User
 
 PrincipalKind = Literal["user", "client"]
 
@@ -21,11 +21,20 @@ class Principal:
     is_active: bool
     created_at: datetime
     must_change_password: bool = False  # a user whose password an administrator reset
+    organisation_id: uuid.UUID = DEFAULT_ORGANISATION_ID  # whose results it sees
 
     @classmethod
     def of(cls, account: User | ApiClient) -> Principal:
         if isinstance(account, ApiClient):
-            return cls("client", account.id, account.name, account.role, account.is_active, account.created_at)
+            return cls(
+                "client",
+                account.id,
+                account.name,
+                account.role,
+                account.is_active,
+                account.created_at,
+                organisation_id=account.organisation_id,
+            )
         return cls(
             "user",
             account.id,
@@ -34,6 +43,7 @@ class Principal:
             account.is_active,
             account.created_at,
             bool(account.must_change_password),
+            account.organisation_id,
         )
 
     @property

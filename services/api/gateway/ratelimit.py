@@ -22,7 +22,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar, cast
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 import redis
 from sqlalchemy.orm import Session
@@ -44,15 +46,47 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SignInKeys:
+    """What one sign-in attempt is counted against (each a SHA-256 hex digest, see `identity`)."""
+
+    pair: str  # the account name from this address: locked after LOGIN_MAX_FAILURES
+    address: str  # this address, whatever the names: locked after LOGIN_MAX_FAILURES_PER_ADDRESS
+    account: str  # the account name from every address: backoff after LOGIN_ACCOUNT_FREE_FAILURES
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    max_failures: int
+    lockout_seconds: int
+    max_failures_per_address: int
+    account_free_failures: int
+    backoff_max_seconds: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> SignInLimits:
+        return cls(
+            settings.login_max_failures,
+            settings.login_lockout_seconds,
+            settings.login_max_failures_per_address,
+            settings.login_account_free_failures,
+            settings.login_backoff_max_seconds,
+        )
+
+
 class LoginThrottle(Protocol):
-    def attempt(self, session: Session, key: str) -> int:
-        """Counts one sign-in attempt for `key` before its credentials are checked; 0 if they may be
-        checked, else the seconds until the lock ends. Counting first means parallel attempts cannot
-        all pass a check made before any of them failed."""
+    def attempt(self, session: Session, keys: SignInKeys) -> int:
+        """Counts one sign-in attempt before its credentials are checked; 0 if they may be checked, else
+        the seconds to wait. Counting first means parallel attempts cannot all pass a check made before
+        any of them failed. The address and the name-from-address are locked after their limits; an
+        account name tried from many addresses backs off (each attempt past the free ones makes the
+        next wait twice as long), so guessing from many addresses is slowed without locking the owner
+        out for long."""
         ...
 
-    def succeeded(self, session: Session, key: str) -> None:
-        """The credentials were right: the attempts of `key` start again from none."""
+    def succeeded(self, session: Session, keys: SignInKeys) -> None:
+        """The credentials were right: the name's attempts start again from none, and this attempt is
+        not held against the address."""
         ...
 
 
@@ -170,56 +204,105 @@ return left
 """
 
 
+# KEYS[1]: an account name's attempts, KEYS[2]: the moment (ms) before which its next one must wait.
+# ARGV: the free attempts, the longest wait (s), the window (s) after which the count starts again.
+# Each attempt past the free ones reserves the next slot, so parallel attempts wait their turn too.
+_COUNT_BACKOFF = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local next_ms = tonumber(redis.call('GET', KEYS[2]) or '0')
+if now_ms < next_ms then
+  return math.ceil((next_ms - now_ms) / 1000)
+end
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local free = tonumber(ARGV[1])
+if count > free then
+  local wait = math.min(2 ^ (count - free - 1), tonumber(ARGV[2]))
+  redis.call('SET', KEYS[2], now_ms + wait * 1000, 'PX', math.floor(wait * 1000))
+end
+return 0
+"""
+
+_FORGIVE = """
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
+
+def _seconds_until(moment: datetime) -> int:
+    return max(1, int((moment - utcnow()).total_seconds() + 0.999))
+
+
 class DatabaseLoginThrottle:
-    """Attempts counted in the login_throttles table, in the request's transaction (one atomic upsert)."""
+    """Attempts counted in the login_throttles table, in the request's transaction (atomic upserts and
+    row locks)."""
 
-    def __init__(self, max_failures: int, lockout_seconds: int):
-        self.max_failures = max_failures
-        self.lockout_seconds = lockout_seconds
+    def __init__(self, limits: SignInLimits):
+        self.limits = limits
 
-    def attempt(self, session: Session, key: str) -> int:
-        count, window_ends = crud.count_login_attempt(session, key, self.max_failures, self.lockout_seconds)
-        if count <= self.max_failures:
-            return 0
-        return max(1, int((window_ends - utcnow()).total_seconds() + 0.999))
+    def _locked(self, session: Session, key: str, allowed: int) -> int:
+        count, window_ends = crud.count_login_attempt(session, key, allowed, self.limits.lockout_seconds)
+        return 0 if count <= allowed else _seconds_until(window_ends)
 
-    def succeeded(self, session: Session, key: str) -> None:
-        crud.clear_login_throttle(session, key)
+    def attempt(self, session: Session, keys: SignInKeys) -> int:
+        limits = self.limits
+        return (
+            self._locked(session, keys.address, limits.max_failures_per_address)
+            or self._locked(session, keys.pair, limits.max_failures)
+            or crud.count_backoff_attempt(
+                session, keys.account, limits.account_free_failures, limits.backoff_max_seconds, limits.lockout_seconds
+            )
+        )
+
+    def succeeded(self, session: Session, keys: SignInKeys) -> None:
+        crud.clear_login_throttle(session, keys.pair)
+        crud.clear_login_throttle(session, keys.account)
+        crud.forgive_login_attempt(session, keys.address)
 
 
 class RedisLoginThrottle:
     """Attempts counted in Redis; in the database (`DatabaseLoginThrottle`) while Redis is away."""
 
-    def __init__(self, store: SharedStore, max_failures: int, lockout_seconds: int):
+    def __init__(self, store: SharedStore, limits: SignInLimits):
         self.store = store
-        self.max_failures = max_failures
-        self.lockout_seconds = lockout_seconds
-        self.script = store.redis.register_script(_COUNT_ATTEMPT)
-        self.fallback = DatabaseLoginThrottle(max_failures, lockout_seconds)
+        self.limits = limits
+        self.locks = store.redis.register_script(_COUNT_ATTEMPT)
+        self.backoff = store.redis.register_script(_COUNT_BACKOFF)
+        self.forgive = store.redis.register_script(_FORGIVE)
+        self.fallback = DatabaseLoginThrottle(limits)
 
-    def attempt(self, session: Session, key: str) -> int:
-        redis_key = f"cxr:login:{key}"
-        wait = self.store.run(
-            "logins",
-            lambda client: self.script(keys=[redis_key], args=[self.max_failures, self.lockout_seconds], client=client),
-        )
-        if wait is None:
-            return self.fallback.attempt(session, key)
-        return int(cast(int, wait))
+    def _count(self, client: redis.Redis, keys: SignInKeys) -> int:
+        limits = self.limits
+        for key, allowed in ((keys.address, limits.max_failures_per_address), (keys.pair, limits.max_failures)):
+            if wait := int(
+                self.locks(keys=[f"cxr:login:{key}"], args=[allowed, limits.lockout_seconds], client=client)
+            ):
+                return wait
+        backoff_keys = [f"cxr:login:{keys.account}", f"cxr:login:{keys.account}:next"]
+        backoff_args = [limits.account_free_failures, limits.backoff_max_seconds, limits.lockout_seconds]
+        return int(self.backoff(keys=backoff_keys, args=backoff_args, client=client))
 
-    def succeeded(self, session: Session, key: str) -> None:
-        self.store.run("logins", lambda client: client.delete(f"cxr:login:{key}"))
-        self.fallback.succeeded(session, key)  # attempts counted there while Redis was away
+    def attempt(self, session: Session, keys: SignInKeys) -> int:
+        wait = self.store.run("logins", lambda client: self._count(client, keys))
+        return self.fallback.attempt(session, keys) if wait is None else wait
+
+    def succeeded(self, session: Session, keys: SignInKeys) -> None:
+        def clear(client: redis.Redis) -> None:
+            client.delete(f"cxr:login:{keys.pair}", f"cxr:login:{keys.account}", f"cxr:login:{keys.account}:next")
+            self.forgive(keys=[f"cxr:login:{keys.address}"], client=client)
+
+        self.store.run("logins", clear)
+        self.fallback.succeeded(session, keys)  # attempts counted there while Redis was away
 
 
 def make_limits(settings: Settings, metrics: Metrics) -> tuple[RateLimiter, LoginThrottle]:
     """The request limiter and the sign-in throttle: shared through Redis when REDIS_URL is set."""
     store = SharedStore(settings.redis_url, settings.redis_password, metrics) if settings.redis_url else None
-    throttle: LoginThrottle = (
-        RedisLoginThrottle(store, settings.login_max_failures, settings.login_lockout_seconds)
-        if store
-        else DatabaseLoginThrottle(settings.login_max_failures, settings.login_lockout_seconds)
-    )
+    limits = SignInLimits.of(settings)
+    throttle: LoginThrottle = RedisLoginThrottle(store, limits) if store else DatabaseLoginThrottle(limits)
     if settings.rate_limit_per_minute <= 0:
         return NoRateLimit(), throttle
     if store:

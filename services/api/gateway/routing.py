@@ -24,11 +24,14 @@ for that before its size matters. The first reason is the refusal's `code`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
+from cxr_model.answer import Classification
 from cxr_model.intended_use import Assessment, ImageFacts, IntendedUse, Population, Refusal, assess
 from gateway.catalog import DeployedModel, ModelCatalog
 from gateway.exceptions import InvalidInput, OutsideIntendedUse
+from gateway.intake import Decoding
 
 UNSUPPORTED_IMAGE_KIND = "unsupported_image_kind"
 # what a DICOM header states the image is: with no model made for the image's kind, only these are told beside it
@@ -46,11 +49,15 @@ ADULT_AGE_YEARS = 18.0
 
 @dataclass(frozen=True)
 class Gate:
-    """What the gate needs: the deployed models, the image-kind model's name, the population policy."""
+    """What the gate needs: the deployed models, the image-kind model's name, the population policy, and
+    what an upload may be before it is looked at (`intake`: its pixels, how many are decoded at once, and
+    whether a DICOM with burned-in text is refused or warned of)."""
 
     catalog: ModelCatalog
     image_kind_model: str
     refuse_other_population: bool = False
+    decoding: Decoding = field(kw_only=True)
+    burned_in_annotation: Literal["refuse", "warn"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def route(
     """The model for this image; `OutsideIntendedUse` when no model may read it. `kind_name`: the kind in words."""
     if requested is not None:
         return _checked(facts, requested, refuse_other_population)
-    classifiers = [model for model in models.values() if model.intended_use is not None]
+    classifiers = [model for model in models.values() if _routed_by_kind(model)]
     made_for_kind = [model for model in classifiers if _same(_use(model).image_kind, facts.image_kind)]
     assessed = {model.name: assess(facts, _use(model), refuse_other_population) for model in made_for_kind}
     accepting = [model for model in made_for_kind if assessed[model.name].accepted]
@@ -85,6 +92,27 @@ def route(
     raise OutsideIntendedUse(refusals, *((closest.name, _use(closest).input_kind) if closest else ()))
 
 
+def routes_by_kind(
+    facts: ImageFacts,
+    models: Mapping[str, DeployedModel],
+    requested: DeployedModel | None,
+    refuse_other_population: bool,
+    kinds: Iterable[str],
+) -> dict[str, Route]:
+    """`route` for each kind the image may turn out to be, decided before the image-kind model answers, so
+    that it and the model its answer picks run in one inference call; a kind no model may read is left out
+    (`route` with the kind found then gives the refusal)."""
+    routes = {}
+    for kind in kinds:
+        try:
+            routes[kind] = route(
+                facts.model_copy(update={"image_kind": kind}), models, requested, refuse_other_population
+            )
+        except OutsideIntendedUse:
+            continue
+    return routes
+
+
 def screen_header(
     facts: ImageFacts,
     models: Mapping[str, DeployedModel],
@@ -94,14 +122,43 @@ def screen_header(
     """Refuse a DICOM at once when what its header states (with its size and the patient's age) already rules out
     the model named, or every deployed classifier: no model runs for it, not even the image-kind model. Any
     image it lets through still goes through `route`, which decides the same for these reasons."""
-    candidates = [requested] if requested is not None else list(models.values())
+    candidates = (
+        [requested] if requested is not None else [model for model in models.values() if _routed_by_kind(model)]
+    )
     uses = {model.name: model.intended_use for model in candidates if model.intended_use is not None}
     if not uses:
         return  # `route` tells: no intended use, or no classifier at all
     refusals = {name: assess(facts, use, refuse_other_population).refusals for name, use in uses.items()}
     if all(refusals.values()):
-        nearest = min(uses, key=lambda name: (len(refusals[name]), name))
+        nearest = min(uses, key=lambda name: (_other_kind_of_image(refusals[name]), len(refusals[name]), name))
         raise OutsideIntendedUse(_ordered(refusals[nearest]), nearest, uses[nearest].input_kind)
+
+
+def followers(answer: Classification, models: Mapping[str, DeployedModel]) -> list[DeployedModel]:
+    """The models whose card says they follow the model that gave `answer` on the label it gave (e.g. a
+    severity grade after a COVID-19 finding), by name."""
+    return sorted(
+        (
+            model
+            for model in models.values()
+            if model.intended_use is not None
+            and (follows := model.intended_use.follows) is not None
+            and (follows.model, follows.label) == (answer.model_name, answer.label)
+        ),
+        key=lambda model: model.name,
+    )
+
+
+def _other_kind_of_image(refusals: list[Refusal]) -> int:
+    """How many of a model's refusals say the image is another kind of image altogether (another modality or
+    body part), rather than one of its kind the model does not take (a lateral view, a small image): the model
+    made for the image's kind is the one whose reasons are told."""
+    return sum(refusal.code in ("unsupported_modality", "unsupported_body_part") for refusal in refusals)
+
+
+def _routed_by_kind(model: DeployedModel) -> bool:
+    """A classifier images are routed to by their kind: one with an intended use that follows no other model."""
+    return model.intended_use is not None and model.intended_use.follows is None
 
 
 def choose(models: Iterable[DeployedModel], age_years: float | None) -> DeployedModel:

@@ -23,12 +23,17 @@ class Token(BaseModel):
     expires_in: int
     refresh_token: str | None = None  # password flow only; rotated on every use
     refresh_expires_in: int | None = None
+    # password flow only: sign out after this many seconds without input (SESSION_IDLE_MINUTES), and the
+    # session ends this many seconds from now however it is used (SESSION_MAX_HOURS)
+    idle_timeout: int | None = None
+    session_expires_in: int | None = None
 
 
 class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=12, max_length=256)
     role: Role = "clinician"
+    organisation_id: uuid.UUID | None = Field(default=None, description="the administrator's own when not given")
 
 
 class UserOut(BaseModel):
@@ -40,6 +45,7 @@ class UserOut(BaseModel):
     is_active: bool
     must_change_password: bool = False  # an administrator reset the password; changed at the next sign-in
     created_at: datetime
+    organisation_id: uuid.UUID  # whose results the user sees
 
     _utc = field_validator("created_at")(as_utc)
 
@@ -77,6 +83,21 @@ class PrincipalOut(BaseModel):
 
 class ClientCreate(BaseModel):
     name: str = Field(min_length=3, max_length=128)
+    organisation_id: uuid.UUID | None = Field(default=None, description="the administrator's own when not given")
+
+
+class OrganisationCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=128)
+
+
+class OrganisationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+    _utc = field_validator("created_at")(as_utc)
 
 
 class ClientOut(BaseModel):
@@ -88,6 +109,7 @@ class ClientOut(BaseModel):
     role: Literal["service"]
     is_active: bool
     created_at: datetime
+    organisation_id: uuid.UUID
 
     _utc = field_validator("created_at")(as_utc)
 
@@ -166,7 +188,10 @@ class ResultOut(Classification):
     created_at: datetime
     created_by: str
     image: ImageOut
-    accession_number: str | None = None
+    accession_number: str | None = Field(
+        default=None,
+        description="never answered: stored only keyed (HMAC); find results by it with ?accession_number=",
+    )
     external_id: str | None = None
     image_kind: ImageKindOut | None = None
     warnings: list[Refusal] = Field(
@@ -196,7 +221,6 @@ class ResultOut(Classification):
                 url=f"/results/{result.id}/image",
                 **{name: getattr(image, name) for name in ImageOut.model_fields if name != "url"},
             ),
-            accession_number=result.accession_number,
             external_id=result.external_id,
             image_kind=result.image_kind,
             warnings=result.warnings or [],
@@ -260,25 +284,17 @@ class ModelOut(BaseModel):
     description: str
     classes: list[ClassInfo]
     intended_use: IntendedUse | None  # null for the image-kind model, which routes images rather than classifying
-    metrics: dict[str, Any] = Field(description="the card's metrics by split, e.g. {test: {roc_auc: 0.97, n: 624}}")
-    metrics_ci: dict[str, Any] | None = Field(
-        default=None, description="95% confidence intervals, where the card has them"
+    metrics: dict[str, dict[str, float]] = Field(
+        description="the card's metrics by split, e.g. {test: {roc_auc: 0.97, n: 624}}"
+    )
+    metrics_ci: dict[str, dict[str, tuple[float, float]]] = Field(
+        description="bootstrap 95% confidence intervals [low, high] of the metrics by split (empty: none in the card)"
     )
 
     @classmethod
     def of(cls, model: DeployedModel, image_kind_model: str) -> Self:
-        return cls(
-            name=model.name,
-            version=model.version,
-            versions=model.versions,
-            role="image_kind" if model.name == image_kind_model else "classifier",
-            task=model.task,
-            description=model.description,
-            classes=model.classes,
-            intended_use=model.intended_use,
-            metrics=model.metrics,
-            metrics_ci=model.metrics_ci,
-        )
+        role = "image_kind" if model.name == image_kind_model else "classifier"
+        return cls(role=role, **{name: getattr(model, name) for name in cls.model_fields.keys() - {"role"}})
 
 
 class InvalidRequestProblem(Problem):

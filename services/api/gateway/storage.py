@@ -55,6 +55,9 @@ class ObjectStore(Protocol):
 class S3ObjectStore:
     def __init__(self, settings: StorageSettings):
         self.bucket = settings.s3_bucket
+        # x-amz-server-side-encryption on every upload (none: the bucket's default encryption applies)
+        sse = settings.s3_server_side_encryption
+        self.encryption = {"ServerSideEncryption": sse} if sse else {}
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url,
@@ -80,7 +83,7 @@ class S3ObjectStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with _unavailable_on_error():
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.encryption)
 
     def get(self, key: str) -> bytes:
         with _unavailable_on_error():

@@ -188,7 +188,12 @@ async function send(path, { method, body, headers = {} }) {
 }
 
 function readTokens(answer) {
-  return { access: answer.access_token, refresh: answer.refresh_token ?? null };
+  return { access: answer.access_token, refresh: answer.refresh_token ?? null, idleTimeout: answer.idle_timeout ?? null };
+}
+
+/** Seconds without input after which this session is signed out (the gateway's SESSION_IDLE_MINUTES). */
+export function idleTimeoutSeconds() {
+  return tokens?.idleTimeout ?? null;
 }
 
 function fileForm(file) {

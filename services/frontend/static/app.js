@@ -1,6 +1,7 @@
 // Entry point: sign-in, the pages of the workspace (hash routes), and what happens when the session ends.
 import * as api from "./api.js";
 import { showMessage } from "./dom.js";
+import { stopWatchingIdle, watchIdle } from "./idle.js";
 import { forgetImages } from "./images.js";
 import { createAuditView } from "./views/audit.js";
 import { createClassifyView } from "./views/classify.js";
@@ -49,6 +50,7 @@ async function enterWorkspace() {
   login.hide();
   nav.hidden = currentUser.must_change_password; // nothing else answers until a new password is chosen
   sessionBar.hidden = false;
+  watchIdle(api.idleTimeoutSeconds(), () => leaveWorkspace(IDLE_NOTICE));
   showPage();
 }
 
@@ -79,7 +81,10 @@ function showPage() {
   document.getElementById(page).querySelector("h1").focus();
 }
 
+const IDLE_NOTICE = "You were signed out after a time without activity. Please sign in again.";
+
 function leaveWorkspace(notice) {
+  stopWatchingIdle();
   currentUser = null;
   api.signOut();
   detail.close();

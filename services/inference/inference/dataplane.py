@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import numpy as np
 from anyio import to_thread
 
-from cxr_model.answer import Classification
+from cxr_model.answer import Classification, RoutedClassification
 from inference import __version__
 from inference.batching import Batcher
 from inference.codec import InferRequest, InferResult, Tensor
@@ -53,13 +54,7 @@ class DataPlane:
             inputs=[MetadataTensor(**spec) for spec in model.input_specs()],
             outputs=[MetadataTensor(**spec) for spec in model.output_specs()],
             parameters={
-                "version": model.version,
-                "task": card.task,
-                "labels": card.labels,
-                "classes": {label: card.describe(label).model_dump() for label in card.labels},
-                "description": card.description,
-                "metrics": card.metrics,
-                "intended_use": card.intended_use.model_dump() if card.intended_use else None,
+                **card.summary().model_dump(mode="json"),
                 "preprocessing": card.preprocessing.model_dump(),
                 "decision": card.decision.model_dump(),
                 "image_input": model.image_input,  # also takes BYTES: image files, preprocessed here
@@ -123,13 +118,37 @@ class DataPlane:
         try:
             async with asyncio.timeout(self.settings.request_timeout_seconds):
                 model = self.repository.get(name, version)
-                batch = await self._preprocess(model, [image])
-                outputs = await self._predict(model, {model.image_input: batch}, model.classify_outputs())
-                return model.classification({output: values[0] for output, values in outputs.items()})
+                return await self._answer(model, await self._preprocess(model, [image]))
         except TimeoutError:
             raise self._timed_out() from None
         finally:
             self._leave()
+
+    async def route_image(
+        self, name: str, version: str | None, image: bytes, routes: Mapping[str, str]
+    ) -> RoutedClassification:
+        """The model's answer for the image and, where `routes` maps its label to a model, that model's answer
+        too: the image is decoded once, and preprocessed for each model as its card says."""
+        self._admit()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                model = self.repository.get(name, version)
+                targets = {label: self.repository.get(target) for label, target in routes.items()}
+                decoded, batch = await to_thread.run_sync(model.decode_and_preprocess, image, abandon_on_cancel=True)
+                routing = await self._answer(model, batch)
+                target = targets.get(routing.label)
+                if target is None:
+                    return RoutedClassification(routing=routing)
+                routed_batch = await to_thread.run_sync(target.preprocess_decoded, decoded, abandon_on_cancel=True)
+                return RoutedClassification(routing=routing, routed=await self._answer(target, routed_batch))
+        except TimeoutError:
+            raise self._timed_out() from None
+        finally:
+            self._leave()
+
+    async def _answer(self, model: OnnxModel, batch: np.ndarray) -> Classification:
+        outputs = await self._predict(model, {model.image_input: batch}, model.classify_outputs())
+        return model.classification({output: values[0] for output, values in outputs.items()})
 
     # At most `max_queued_requests` at once, each within `request_timeout_seconds`.
 

@@ -16,6 +16,11 @@ class ModelNotFound(InferenceError):
     status_code = 404
 
 
+class NotAuthorized(InferenceError):
+    status_code = 401
+    code = "repository_token_required"
+
+
 class ModelNotReady(InferenceError):
     status_code = 503
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+from PIL import Image
 
 from cxr_model.answer import Classification, classification
 from cxr_model.card import ONNX_FILE, ModelCard, file_sha256
-from cxr_model.preprocessing import preprocess_bytes
+from cxr_model.images import decode_image
+from cxr_model.preprocessing import preprocess, preprocess_bytes
 from inference.codec import DATATYPES
 from inference.errors import BadRequest
 from inference.settings import Settings
@@ -165,6 +167,15 @@ class OnnxModel:
         """Raw image files -> one input batch, preprocessed as the card says."""
         spec, max_pixels = self.card.preprocessing, self.settings.max_image_pixels
         return np.stack([preprocess_bytes(data, spec, max_pixels) for data in images])
+
+    def decode_and_preprocess(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
+        """An image file -> the decoded image (for other models to preprocess) and this model's batch of one."""
+        decoded = decode_image(data, self.settings.max_image_pixels)
+        return decoded, self.preprocess_decoded(decoded)
+
+    def preprocess_decoded(self, image: Image.Image) -> np.ndarray:
+        """A decoded image -> a batch of one, preprocessed as the card says."""
+        return preprocess(image, self.card.preprocessing)[None]
 
     def classification(self, outputs: dict[str, np.ndarray]) -> Classification:
         """The answer for one image from its row of `classify_outputs`."""

@@ -8,6 +8,7 @@ dependency solving cost more than the rest of the request, so the hot path skips
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
@@ -16,14 +17,14 @@ from typing import Annotated
 
 import orjson
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from cxr_model.answer import Classification
+from cxr_model.answer import Classification, RoutedClassification
 from cxr_model.images import ImageError
 from inference import codec, metrics
 from inference.dataplane import DataPlane
-from inference.errors import InferenceError, PayloadTooLarge, error_body, status_of
+from inference.errors import BadRequest, InferenceError, NotAuthorized, PayloadTooLarge, error_body, status_of
 from inference.protocol import ErrorResponse, MetadataModelResponse, MetadataServerResponse
 
 log = logging.getLogger(__name__)
@@ -215,19 +216,61 @@ async def classify(dataplane: DataPlaneDep, image: Body, name: str, version: str
         return measured.result
 
 
-@router.post("/repository/index")
+@router.post("/models/{name}/route", response_model=RoutedClassification, responses=_CALL_ERRORS)
+@router.post("/models/{name}/versions/{version}/route", response_model=RoutedClassification, responses=_CALL_ERRORS)
+async def route(
+    dataplane: DataPlaneDep,
+    image: Body,
+    name: str,
+    version: str | None = None,
+    to: Annotated[list[str] | None, Query(description="label:model: where an image with this label goes on to")] = None,
+):
+    """One image file through this model (e.g. the image-kind model) and on to the model its label is routed
+    to (`?to=chest_xray:pneumonia-xray&to=...`): two answers from one upload and one decode."""
+    routes = parse_routes(to or [])
+    with _Measured("route", name, version) as measured:
+        answer = await dataplane.route_image(name, version, image, routes)
+        measured.result = answer.routing
+        return answer
+
+
+def parse_routes(pairs: list[str]) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    for pair in pairs:
+        label, separator, model = pair.partition(":")
+        if not separator or not label or not model or label in routes:
+            raise BadRequest(f"a route is one 'label:model' per label, not {pair!r}")
+        routes[label] = model
+    return routes
+
+
+async def require_repository_token(request: Request) -> None:
+    """The repository calls change what is served: only a caller holding INFERENCE_REPOSITORY_TOKEN may make them."""
+    expected = request.app.state.settings.repository_token
+    if not expected:
+        return
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise NotAuthorized("the repository calls need the repository token (Authorization: Bearer)")
+
+
+_REPOSITORY = [Depends(require_repository_token)]
+_REPOSITORY_ERRORS = _errors(401, 400, 404)
+
+
+@router.post("/repository/index", dependencies=_REPOSITORY, responses=_errors(401))
 async def repository_index(dataplane: DataPlaneDep):
     """Every model version found, READY or UNAVAILABLE with the reason (re-reads the repository)."""
     return [asdict(entry) for entry in await dataplane.repository_index()]
 
 
-@router.post("/repository/models/{name}/load", responses=_MODEL_ERRORS)
+@router.post("/repository/models/{name}/load", dependencies=_REPOSITORY, responses=_REPOSITORY_ERRORS)
 async def load_model(dataplane: DataPlaneDep, name: str):
     await dataplane.load_model(name)
     return {}
 
 
-@router.post("/repository/models/{name}/unload", responses=_MODEL_ERRORS)
+@router.post("/repository/models/{name}/unload", dependencies=_REPOSITORY, responses=_REPOSITORY_ERRORS)
 async def unload_model(dataplane: DataPlaneDep, name: str):
     await dataplane.unload_model(name)
     return {}

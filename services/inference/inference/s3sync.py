@@ -12,6 +12,20 @@ import boto3
 log = logging.getLogger(__name__)
 
 
+def _safe_relative(key: str) -> str | None:
+    """The key as a path inside the mirror, or None for one that would leave it (`..`, absolute, empty parts)."""
+    parts = key.split("/")
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or any(part in ("", ".", "..") for part in parts[:-1])
+        or parts[-1] in (".", "..")
+    ):
+        return None
+    return key
+
+
 class S3Mirror:
     """`sync()` makes `local_root` hold exactly the objects under `s3://bucket/prefix`."""
 
@@ -38,8 +52,10 @@ class S3Mirror:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""):
             for item in page.get("Contents", []):
-                relative = item["Key"][len(self.prefix) :].lstrip("/")
-                if relative and not relative.endswith("/"):
+                relative = _safe_relative(item["Key"][len(self.prefix) + 1 if self.prefix else 0 :])
+                if relative is None:
+                    log.warning("skipped s3://%s/%s: not a plain path under the prefix", self.bucket, item["Key"])
+                elif not relative.endswith("/"):
                     found[relative] = (item["Size"], item["LastModified"].timestamp())
         return found
 

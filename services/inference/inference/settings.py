@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     model_cache_dir: Path = Path("/tmp/cxr-inference-models")  # where an S3 repository is copied to
     repository_poll_seconds: float = 0.0  # 0: versions change only through the repository admin calls
+    # the bearer token POST /v2/repository/index and .../load|unload require (the gateway's
+    # INFERENCE_REPOSITORY_TOKEN); unset: they answer anyone (a warning is logged at start)
+    repository_token: str | None = None
 
     # onnxruntime
     intra_op_threads: int = 0  # 0 lets onnxruntime choose

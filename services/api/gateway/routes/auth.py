@@ -60,12 +60,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 def _token(issued: IssuedTokens) -> Token:
-    return Token(
-        access_token=issued.access_token,
-        expires_in=issued.expires_in,
-        refresh_token=issued.refresh_token,
-        refresh_expires_in=issued.refresh_expires_in,
-    )
+    return Token.model_validate(issued, from_attributes=True)
 
 
 def _missing(fields: str) -> InvalidInput:
@@ -144,12 +139,5 @@ def change_password(
 
 
 def principal_out(principal: Principal) -> PrincipalOut:
-    return PrincipalOut(
-        id=principal.id,
-        username=principal.name,
-        role=principal.role,
-        kind=principal.kind,
-        is_active=principal.is_active,
-        must_change_password=principal.must_change_password,
-        created_at=principal.created_at,
-    )
+    fields = PrincipalOut.model_fields.keys() - {"username"}
+    return PrincipalOut(username=principal.name, **{name: getattr(principal, name) for name in fields})

@@ -1,11 +1,13 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Response
+from fastapi import APIRouter, Depends, Form, Header, Response
 
-from gateway import audit
-from gateway.classification import Upload, classify_upload
+from gateway import audit, structured_report
+from gateway.classification import Classified, Upload, classify_upload
+from gateway.db import UnitOfWork
 from gateway.deps import (
     CurrentPrincipal,
     GateDep,
@@ -19,8 +21,13 @@ from gateway.deps import (
 )
 from gateway.errors import problems
 from gateway.exceptions import OutsideIntendedUse
+from gateway.inference_client import InferenceClient
 from gateway.observability import Metrics
+from gateway.principals import Principal, RequestContext
+from gateway.pseudonyms import accession_digest
+from gateway.routing import Gate
 from gateway.schemas import ClassifyOut, IntendedUseProblem, Problem, Timings
+from gateway.storage import ObjectStore
 
 router = APIRouter(tags=["classify"])
 
@@ -37,13 +44,16 @@ to (checked before any classifier runs; nothing is stored) is an `IntendedUsePro
 - `image_too_small`: the image's shorter side is below the model's minimum source resolution
 - `population_mismatch`: the patient's age is outside the model's population (refused only when
   `REFUSE_OTHER_POPULATION` is set; otherwise the result carries it in `warnings`)
+- `burned_in_annotation`: a DICOM whose pixels may carry burned-in text (BurnedInAnnotation YES, or absent for
+  modalities that burn text in); refused unless `BURNED_IN_ANNOTATION=warn`, which stores it with this warning
 
 `found` is what the image is, `accepted` what the model accepts, `model` the model it was checked against,
 `image_kind` what the image-kind model saw, and `refusals` lists every reason. Other codes: `no_intended_use`
 (the named model states none), `corrupt_image`, `dicom_without_pixel_data`, `unsupported_transfer_syntax`,
-`image_too_large`, `invalid_request`."""
-_CLASSIFY_ANSWERS = problems(400, 401, 404, 409, 413, 415, 503) | {
-    422: {"model": IntendedUseProblem | Problem, "description": _INTENDED_USE_REFUSALS}
+`image_too_large`, `polyglot_image` (a JPEG or PNG that carries a DICOM header), `invalid_request`."""
+_CLASSIFY_ANSWERS = problems(400, 401, 404, 406, 409, 413, 415, 503) | {
+    201: {"content": {"application/json": {}, structured_report.MEDIA_TYPE: {}}},
+    422: {"model": IntendedUseProblem | Problem, "description": _INTENDED_USE_REFUSALS},
 }
 
 _REFERENCE = r"^[A-Za-z0-9_.:/-]{1,64}$"
@@ -58,17 +68,62 @@ def _counted_refusals(metrics: Metrics) -> Iterator[None]:
         raise
 
 
-@router.post("/classify", response_model=ClassifyOut, status_code=201, responses=_CLASSIFY_ANSWERS)
-def classify(
-    response: Response,
-    session: SessionDep,
+@dataclass(frozen=True)
+class AuditedClassifier:
+    """Classifies one upload in a unit of work, audited (`result.classify`) and counted: for /classify and
+    for each instance of a STOW-RS request."""
+
+    store: ObjectStore
+    inference: InferenceClient
+    gate: Gate
+    uid_secret: str
+    context: RequestContext
+    metrics: Metrics
+
+    def __call__(
+        self, session: UnitOfWork, submitter: Principal, upload: Upload, note: str | None = None
+    ) -> Classified:
+        with audit.recorded(session, self.context, "result.classify", submitter) as event:
+            with _counted_refusals(self.metrics):
+                classified = classify_upload(
+                    session,
+                    self.store,
+                    self.inference,
+                    self.gate,
+                    submitter,
+                    upload,
+                    self.uid_secret,
+                    self.context.request_id,
+                )
+            result = classified.result
+            notes = [part for part in (note, "idempotent replay" if classified.replayed else None) if part]
+            event.target, event.detail = f"result:{result.id}", "; ".join(notes) or None
+        if not classified.replayed:
+            session.on_commit(self.metrics.count_classification(result.model_name, result.label, result.ood))
+        return classified
+
+
+def get_classifier(
     store: StoreDep,
     inference: InferenceDep,
     gate: GateDep,
     settings: SettingsDep,
-    submitter: CurrentPrincipal,
     context: RequestContextDep,
     metrics: MetricsDep,
+) -> AuditedClassifier:
+    return AuditedClassifier(store, inference, gate, settings.deidentification_uid_secret, context, metrics)
+
+
+ClassifierDep = Annotated[AuditedClassifier, Depends(get_classifier)]
+
+
+@router.post("/classify", response_model=ClassifyOut, status_code=201, responses=_CLASSIFY_ANSWERS)
+def classify(
+    response: Response,
+    session: SessionDep,
+    classifier: ClassifierDep,
+    settings: SettingsDep,
+    submitter: CurrentPrincipal,
     data: UploadDep,
     model: Annotated[
         str | None,
@@ -84,7 +139,8 @@ def classify(
         str | None, Form(pattern=_REFERENCE, description="the caller's own reference; never a patient identifier")
     ] = None,
     idempotency_key: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] = None,
-) -> ClassifyOut:
+    accept: Annotated[str | None, Header(description="`application/dicom`: answer a DICOM SR (DICOM uploads)")] = None,
+) -> ClassifyOut | Response:
     """Classify one chest image; DICOM is de-identified first; the image and the result are stored and returned.
 
     The image-kind model runs first and the image is checked against the intended use (modality, body part,
@@ -93,26 +149,26 @@ def classify(
     nothing is stored. The result carries `image_kind`, `warnings` (e.g. `population_mismatch`) and `age_band`.
 
     A retry with the same `Idempotency-Key` and the same request returns the first answer (200).
+
+    With `Accept: application/dicom` (DICOM uploads; else 406 `sr_needs_dicom`) the answer is the result as
+    a DICOM Structured Report (TID 1500 after IHE AIR) filed in the hospital's own study and referencing its
+    image: made from the original header in this request, never stored. `Location` names the stored result.
     """
-    upload = Upload(data, model, accession_number, external_id, idempotency_key)
-    with audit.recorded(session, context, "result.classify", submitter) as event, _counted_refusals(metrics):
-        classified = classify_upload(
-            session,
-            store,
-            inference,
-            gate,
-            submitter,
-            upload,
-            settings.deidentification_uid_secret,
-            context.request_id,
-        )
-        result = classified.result
-        event.target, event.detail = f"result:{result.id}", "idempotent replay" if classified.replayed else None
+    source = structured_report.source_of(data) if structured_report.MEDIA_TYPE in (accept or "") else None
+    # kept only as its keyed digest (PS3.15 removes accession numbers): found by value, never shown
+    keyed_accession = (
+        accession_digest(accession_number, settings.deidentification_uid_secret) if accession_number else None
+    )
+    upload = Upload(data, model, keyed_accession, external_id, idempotency_key)
+    classified = classifier(session, submitter, upload)
+    result = classified.result
     if classified.replayed:
         response.status_code = 200
-    else:
-        session.on_commit(metrics.count_classification(result.model_name, result.label, result.ood))
     response.headers["Location"] = f"/results/{result.id}"
+    if source is not None:
+        report = structured_report.report(result, source)
+        status = 200 if classified.replayed else 201
+        return Response(report, status, {"Location": f"/results/{result.id}"}, structured_report.MEDIA_TYPE)
     timings = (
         Timings(**{f"{name}_ms": ms for name, ms in classified.timings_ms.items()}) if classified.timings_ms else None
     )

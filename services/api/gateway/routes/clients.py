@@ -8,6 +8,7 @@ from gateway.deps import AdminDep, RequestContextDep, SessionDep
 from gateway.errors import problems
 from gateway.exceptions import NotFound
 from gateway.models import ApiClient
+from gateway.routes.organisations import organisation_or_404
 from gateway.schemas import ClientCreate, ClientOut, ClientWithSecret
 
 router = APIRouter(prefix="/clients", tags=["clients"], responses=problems(401, 403))
@@ -25,8 +26,10 @@ def _with_secret(client: ApiClient, secret: str) -> ClientWithSecret:
 
 
 @router.get("", response_model=list[ClientOut])
-def list_clients(session: SessionDep, _: AdminDep) -> list[ApiClient]:
-    return crud.list_clients(session)
+def list_clients(session: SessionDep, admin: AdminDep, context: RequestContextDep) -> list[ApiClient]:
+    clients = crud.list_clients(session)
+    audit.record(session, context, "client.list", "success", admin, detail=f"{len(clients)} clients")
+    return clients
 
 
 @router.post("", response_model=ClientWithSecret, status_code=201)
@@ -35,7 +38,8 @@ def create_client(
 ) -> ClientWithSecret:
     """Register a hospital system; the response holds its secret, which is not shown again."""
     with audit.recorded(session, context, "client.create", admin) as event:
-        client, secret = identity.create_client(session, client_in.name)
+        organisation = organisation_or_404(session, client_in.organisation_id or admin.organisation_id)
+        client, secret = identity.create_client(session, client_in.name, organisation.id)
         event.target = f"client:{client.id}"
     return _with_secret(client, secret)
 

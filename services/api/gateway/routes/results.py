@@ -1,27 +1,29 @@
-import json
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import audit, crud, export, heatmap
+from cxr_model.images import DICOM
+from gateway import audit, crud, export, fhir, heatmap, structured_report
 from gateway.classification import delete_with_image, overlay_png
 from gateway.db import UnitOfWork
 from gateway.deps import (
     AdminDep,
     CurrentPrincipal,
+    DecodingDep,
     RequestContextDep,
+    ResultFiltersDep,
+    ResultPageDep,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
     StoreDep,
 )
 from gateway.errors import problems
-from gateway.exceptions import InvalidInput, NotFound
+from gateway.exceptions import NotFound
 from gateway.models import Image, Result
-from gateway.preview import preview_of
+from gateway.preview import stored_preview
 from gateway.principals import Principal
 from gateway.schemas import ResultOut, ResultPage
 from gateway.storage import ObjectNotFound, ObjectStore
@@ -37,41 +39,27 @@ def _get_or_404(session: UnitOfWork, viewer: Principal, result_id: uuid.UUID) ->
     return result
 
 
-_SORTS = "|".join(f"-?{name}" for name in crud.RESULT_SORTS)
-
-
-@router.get("", response_model=ResultPage)
+@router.get("", response_model=ResultPage, responses=problems(400))
 def list_results(
     session: SessionDep,
     viewer: CurrentPrincipal,
     context: RequestContextDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    page: Annotated[int | None, Query(ge=1, description="1-based page of `limit` items; overrides `offset`")] = None,
-    label: Annotated[str | None, Query(max_length=64)] = None,
-    model: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="created before")] = None,
-    submitted_by: Annotated[str | None, Query(max_length=128, description="a username or an API client's name")] = None,
-    ood: Annotated[bool | None, Query(description="true: only images flagged as unlike the training data")] = None,
-    sort: Annotated[str, Query(pattern=f"^({_SORTS})$")] = "-created_at",
+    settings: SettingsDep,
+    query: ResultPageDep,
 ) -> ResultPage:
-    """Results newest first (or as `sort` says); API clients see only their own."""
-    offset = (page - 1) * limit if page else offset
-    where = crud.ResultFilter(label, model, since, until, submitted_by, ood, sort)
-    results, total = crud.list_results(session, viewer, where, limit, offset)
-    filters = (("label", label), ("model", model), ("submitted_by", submitted_by))
-    searched = {name: value for name, value in filters if value}
-    answer = ResultPage(items=[ResultOut.of(r) for r in results], total=total, limit=limit, offset=offset)
-    # recorded last: the audit chain's head stays locked from here until the commit
-    audit.record(session, context, "result.list", "success", viewer, detail=json.dumps(searched) if searched else None)
+    """Results newest first (or as `sort` says); API clients see only their own. A hospital finds its own
+    with `accession_number`, `external_id` or the image's `sop_instance_uid`; unknown parameters are 400."""
+    where = query.where(settings.deidentification_uid_secret)
+    results, total = crud.list_results(session, viewer, where, query.limit, query.start)
+    answer = ResultPage(items=[ResultOut.of(r) for r in results], total=total, limit=query.limit, offset=query.start)
+    audit.record_search(session, context, "result.list", viewer, where.searched())
     return answer
 
 
 @router.get(
     "/export.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, **problems(403, 422)},
+    responses={200: {"content": {"text/csv": {}}}, **problems(400, 403, 422)},
 )
 def export_results(
     session: SessionDep,
@@ -79,27 +67,12 @@ def export_results(
     settings: SettingsDep,
     admin: AdminDep,
     context: RequestContextDep,
-    label: Annotated[str | None, Query(max_length=64)] = None,
-    model: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="created before")] = None,
-    submitted_by: Annotated[str | None, Query(max_length=128, description="a username or an API client's name")] = None,
-    ood: Annotated[bool | None, Query(description="true: only images flagged as unlike the training data")] = None,
-    sort: Annotated[str, Query(pattern=f"^({_SORTS})$")] = "-created_at",
+    where: ResultFiltersDep,
 ) -> StreamingResponse:
     """The results GET /results would list with these filters, as one CSV file (administrators; at
     most EXPORT_MAX_ROWS rows, else 422 `export_too_large`). Recorded in the audit trail."""
-    where = crud.ResultFilter(label, model, since, until, submitted_by, ood, sort)
-    filters = {"label": label, "model": model, "since": since, "until": until, "submitted_by": submitted_by, "ood": ood}
     with audit.recorded(session, context, "result.export", admin) as event:
-        total = crud.count_results(session, admin, where)
-        searched = {name: str(value) for name, value in filters.items() if value is not None}
-        event.detail = json.dumps({"rows": total, **searched})
-        if total > settings.export_max_rows:
-            raise InvalidInput(
-                "export_too_large",
-                f"{total} results match; narrow the filters (e.g. the dates) to {settings.export_max_rows} or fewer",
-            )
+        total = export.checked_size(crud.count_results(session, admin, where), where.searched(), settings, event)
     return StreamingResponse(
         export.results_csv(sessions, admin, where, settings.export_max_rows),
         media_type=export.MEDIA_TYPE,
@@ -153,14 +126,54 @@ def get_result_heatmap(
     return Response(data, media_type=heatmap.PNG, headers=_IMAGE_HEADERS)
 
 
-@router.get("/{result_id}/preview", response_class=Response, responses=_IMAGE_ANSWERS | problems(404, 422, 503))
-def get_result_preview(
+@router.get(
+    "/{result_id}/sr",
+    response_class=Response,
+    responses={200: {"content": {structured_report.MEDIA_TYPE: {}}}, **problems(404, 503)},
+)
+def get_result_sr(
     session: SessionDep, store: StoreDep, viewer: CurrentPrincipal, context: RequestContextDep, result_id: uuid.UUID
 ) -> Response:
-    """The stored image as a browser can show it: JPEG and PNG as stored, DICOM rendered to PNG."""
+    """The result as a DICOM Structured Report (TID 1500 after IHE AIR) referencing the de-identified image
+    (results of DICOM images; 404 `sr_not_available` for others). The SR that references the hospital's own
+    UIDs is answered only by POST /classify with `Accept: application/dicom`."""
+    with audit.recorded(session, context, "result.sr_view", viewer, f"result:{result_id}"):
+        result = _get_or_404(session, viewer, result_id)
+        if result.image.content_type != DICOM:
+            raise NotFound("sr_not_available", "only results of DICOM images have a DICOM Structured Report")
+        evidence = structured_report.evidence_of(_stored_image(store, result.image))
+    return Response(structured_report.report(result, evidence), media_type=DICOM, headers=_IMAGE_HEADERS)
+
+
+@router.get(
+    "/{result_id}/fhir",
+    response_class=JSONResponse,
+    responses={200: {"content": {fhir.MEDIA_TYPE: {}}}, **problems(404)},
+)
+def get_result_fhir(
+    session: SessionDep, viewer: CurrentPrincipal, context: RequestContextDep, result_id: uuid.UUID
+) -> JSONResponse:
+    """The result as a FHIR R4 DiagnosticReport with its Observation, Device and Media contained."""
+    with audit.recorded(session, context, "result.fhir_view", viewer, f"result:{result_id}"):
+        report = fhir.diagnostic_report(_get_or_404(session, viewer, result_id))
+    return JSONResponse(report, media_type=fhir.MEDIA_TYPE, headers=_IMAGE_HEADERS)
+
+
+@router.get("/{result_id}/preview", response_class=Response, responses=_IMAGE_ANSWERS | problems(404, 422, 503))
+def get_result_preview(
+    session: SessionDep,
+    store: StoreDep,
+    viewer: CurrentPrincipal,
+    context: RequestContextDep,
+    decoding: DecodingDep,
+    result_id: uuid.UUID,
+) -> Response:
+    """The stored image as a browser can show it: JPEG and PNG as stored, DICOM rendered to PNG (503
+    `decoding_busy` while too many images are decoded)."""
     with audit.recorded(session, context, "result.image_view", viewer, f"result:{result_id}") as event:
         event.detail = "preview"
-        rendered = preview_of(_stored_image(store, _get_or_404(session, viewer, result_id).image))
+        image = _get_or_404(session, viewer, result_id).image
+        rendered = stored_preview(image.content_type, lambda: _stored_image(store, image), decoding)
     return Response(rendered.data, media_type=rendered.media_type, headers=_IMAGE_HEADERS)
 
 

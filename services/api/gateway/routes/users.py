@@ -8,6 +8,7 @@ from gateway.deps import AdminDep, RequestContextDep, SessionDep
 from gateway.errors import problems
 from gateway.exceptions import Conflict, NotFound
 from gateway.models import User
+from gateway.routes.organisations import organisation_or_404
 from gateway.schemas import PasswordReset, PasswordResetOut, UserCreate, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"], responses=problems(401, 403))
@@ -21,8 +22,10 @@ def _get_user_or_404(session: UnitOfWork, user_id: uuid.UUID) -> User:
 
 
 @router.get("", response_model=list[UserOut])
-def list_users(session: SessionDep, _: AdminDep) -> list[User]:
-    return crud.list_users(session)
+def list_users(session: SessionDep, admin: AdminDep, context: RequestContextDep) -> list[User]:
+    users = crud.list_users(session)
+    audit.record(session, context, "user.list", "success", admin, detail=f"{len(users)} users")
+    return users
 
 
 @router.post("", response_model=UserOut, status_code=201, responses=problems(409))
@@ -30,7 +33,8 @@ def create_user(session: SessionDep, admin: AdminDep, context: RequestContextDep
     with audit.recorded(session, context, "user.create", admin, f"username:{user_in.username}") as event:
         if crud.get_user_by_username(session, user_in.username):
             raise Conflict("username_taken", f"the username '{user_in.username}' is taken")
-        user = crud.create_user(session, user_in)
+        organisation = organisation_or_404(session, user_in.organisation_id or admin.organisation_id)
+        user = crud.create_user(session, user_in, organisation.id)
         event.target = f"user:{user.id}"
     return user
 

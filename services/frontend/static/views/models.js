@@ -161,7 +161,7 @@ function metricTable(model, split, values) {
       "tr",
       {},
       el("th", { scope: "row", textContent: METRIC_NAMES[name] ?? name.replaceAll("_", " ") }),
-      el("td", { className: "numeric", textContent: formatMetric(name, pointValue(value)) }),
+      el("td", { className: "numeric", textContent: formatMetric(name, value) }),
       el("td", {
         className: "numeric",
         textContent: range ? `${formatMetric(name, range[0])} – ${formatMetric(name, range[1])}` : "–",
@@ -188,25 +188,9 @@ function metricTable(model, split, values) {
   return el("div", { className: "table-scroll" }, table);
 }
 
-/** A metric's 95% confidence interval [low, high] from the card, in any of the shapes a card may give it. */
+/** A metric's bootstrap 95% confidence interval [low, high] from the card's `metrics_ci`, or null. */
 function interval(model, split, name) {
-  const value = model.metrics?.[split]?.[name];
-  const fromValue = value && typeof value === "object" ? (value.ci95 ?? value.ci ?? [value.low ?? value.lower, value.high ?? value.upper]) : null;
-  const separate = model.metrics_ci?.[split]?.[name];
-  return asRange(fromValue) ?? asRange(separate);
-}
-
-function asRange(candidate) {
-  if (!candidate) return null;
-  const pair = Array.isArray(candidate)
-    ? candidate
-    : [candidate.low ?? candidate.lower ?? candidate.lo, candidate.high ?? candidate.upper ?? candidate.hi];
-  return pair.length === 2 && pair.every((value) => typeof value === "number") ? pair : null;
-}
-
-function pointValue(value) {
-  if (value && typeof value === "object") return value.value ?? value.estimate ?? value.point ?? null;
-  return value;
+  return model.metrics_ci?.[split]?.[name] ?? null;
 }
 
 function formatMetric(name, value) {

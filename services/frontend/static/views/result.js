@@ -22,6 +22,7 @@ export function renderResult(result, extraFacts = []) {
     el("p", { className: `finding finding--${finding.tone}`, textContent: finding.finding }),
     ...renderWarnings(result),
     renderProbabilities(result),
+    ...(result.followups ?? []).map(renderFollowup),
     el(
       "dl",
       { className: "facts" },
@@ -37,6 +38,27 @@ export function renderResult(result, extraFacts = []) {
     ),
     el("p", { className: "disclaimer", textContent: DISCLAIMER }),
   );
+}
+
+/** The answer of a model that ran after the first on its finding (e.g. the severity of COVID-19 pneumonia). */
+function renderFollowup(followup) {
+  const finding = describeClass(followup);
+  const section = el(
+    "section",
+    { className: "followup" },
+    el("h3", { className: "followup-title", textContent: followup.task || modelName(followup) }),
+    el("p", { className: `finding finding--${finding.tone}`, textContent: finding.finding }),
+    ...renderWarnings(followup),
+    renderProbabilities(followup),
+    el(
+      "p",
+      { className: "followup-model" },
+      `${modelName(followup)} · `,
+      modelLink(followup.model_name, "About this model"),
+    ),
+  );
+  section.setAttribute("data-role", "followup");
+  return section;
 }
 
 /** The short marks a table row shows next to the finding. */

@@ -5,50 +5,35 @@
 - `audit_events.seq`, `prev_hash` and `hash`: each event's place in the chain, its predecessor's
   hash and its own SHA-256 (see `gateway.audit_chain`); `audit_chain` holds the head every append
   locks, and the anchor the retention purge moves. The events already stored are chained here,
-  oldest first (by time, then id), so the whole trail verifies from this revision on. The hash is
-  defined here as the code defines it at this revision, so that this migration keeps its meaning.
+  oldest first (by time, then id), so the whole trail verifies from this revision on, with
+  `gateway.audit_chain.event_hash`: what a hash covers can never change once chains are stored.
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
 
-import hashlib
-import json
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from gateway.audit_chain import GENESIS_HASH, HASHED_FIELDS, event_hash
 
 revision = "0007"
 down_revision = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-GENESIS_HASH = "0" * 64
-_CONTENT = (
-    "id",
-    "occurred_at",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target",
-    "outcome",
-    "ip",
-    "request_id",
-    "detail",
-)
 _BATCH = 1000
 
 events = sa.table(
     "audit_events",
     sa.column("id", sa.Uuid()),
     sa.column("occurred_at", sa.DateTime(timezone=True)),
-    *(sa.column(name, sa.String()) for name in _CONTENT[2:]),
+    *(sa.column(name, sa.String()) for name in HASHED_FIELDS[2:]),
     sa.column("seq", sa.BigInteger()),
     sa.column("prev_hash", sa.String()),
     sa.column("hash", sa.String()),
@@ -61,22 +46,6 @@ chain = sa.table(
     sa.column("anchor_seq", sa.BigInteger()),
     sa.column("anchor_hash", sa.String()),
 )
-
-
-def _text(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name == "occurred_at":
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="microseconds")
-    if name == "id":
-        return str(uuid.UUID(str(value)))
-    return value
-
-
-def _hash(seq: int, prev_hash: str, row: Any) -> str:
-    values = [seq, prev_hash, *(_text(name, getattr(row, name)) for name in _CONTENT)]
-    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def _chain_existing_events() -> tuple[int, str]:
@@ -99,7 +68,7 @@ def _chain_existing_events() -> tuple[int, str]:
         parameters = []
         for row in rows:
             seq += 1
-            digest = _hash(seq, head, row)
+            digest = event_hash(seq, head, row._asdict())
             parameters.append({"event_id": row.id, "new_seq": seq, "new_prev": head, "new_hash": digest})
             head = digest
         connection.execute(update, parameters)
