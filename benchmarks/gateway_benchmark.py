@@ -2,6 +2,10 @@
 inference service's own image call, at several concurrencies; then rows vs objects.
 
     .venv/bin/python benchmarks/gateway_benchmark.py [--requests 48] [--concurrency 1 8 32]
+        [--image FILE] [--model NAME]
+
+The image (default: a pediatric chest X-ray JPEG from the samples) goes where the intended-use gate sends it,
+or to --model; the inference column is that model's own image call.
 
 Starts every service as a local process exactly as the test suite does (a throw-away
 database on the Postgres at TEST_POSTGRES_DSN, moto's S3 server, the committed model) and
@@ -38,7 +42,6 @@ from reliability.reconcile import reconcile  # noqa: E402
 from support import POSTGRES_ADMIN_DSN, login, throwaway_database  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-MODEL = "pneumonia-xray"
 BUCKET = "cxr-benchmark"
 
 
@@ -165,10 +168,11 @@ def running_services(logs: Path):
                 service.stop()
 
 
-def run(requests: int, concurrencies: list[int]) -> None:
+def run(requests: int, concurrencies: list[int], image_path: Path, model: str | None) -> None:
     import boto3
 
-    image = sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0].read_bytes()
+    image = image_path.read_bytes()
+    fields = {"model": model} if model else {}
     logs = Path(tempfile.mkdtemp(prefix="cxr-benchmark-"))
     with running_services(logs) as (env, pids):
         token = login(env["GATEWAY_URL"], "admin", env["FIRST_ADMIN_PASSWORD"])
@@ -180,17 +184,22 @@ def run(requests: int, concurrencies: list[int]) -> None:
         ):
             timings: list[dict[str, float]] = []  # the gateway's own account of each classification
 
-            def via_gateway():
-                response = gateway.post("/classify", files={"file": ("x.jpg", image)})
+            def via_gateway() -> str:
+                response = gateway.post("/classify", files={"file": (image_path.name, image)}, data=fields)
                 checked(response, 201)
                 timings.append(response.json()["timings"])
+                return response.json()["model_name"]
+
+            answering = via_gateway()  # warm-up: models loaded, connections open
 
             def direct_inference():
-                headers = {"Content-Type": "image/jpeg"}
-                checked(direct.post(f"/v2/models/{MODEL}/classify", content=image, headers=headers), 200)
+                headers = {"Content-Type": "application/octet-stream"}
+                checked(direct.post(f"/v2/models/{answering}/classify", content=image, headers=headers), 200)
 
-            via_gateway(), direct_inference()  # warm-up: model loaded, connections open
-            print(f"{requests} requests per cell; one {len(image)}-byte JPEG; logs in {logs}\n")
+            direct_inference()
+            print(
+                f"{requests} requests per cell; {image_path.name} ({len(image)} bytes) -> {answering}; logs in {logs}\n"
+            )
             print(table_row("concurrency", "gateway req/s", "p50 ms", "p99 ms", "inference req/s", "p50 ms", "p99 ms"))
             print("-" * 84)
             cpu_by_concurrency, parts_by_concurrency = {}, {}
@@ -243,8 +252,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level and target")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--image", type=Path, default=sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0])
+    parser.add_argument("--model", help="the model to ask for (default: the one the intended-use gate picks)")
     arguments = parser.parse_args()
-    run(arguments.requests, arguments.concurrency)
+    run(arguments.requests, arguments.concurrency, arguments.image, arguments.model)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ def gateway_env(postgres_url: str, s3: S3Server, inference_url: str) -> dict[str
         # and every refused token comes from there: the audit trail's aggregation of repeated failures is
         # tested on a gateway of its own, the other tests find each failure's own event
         "AUDIT_FAILURES_IN_FULL_PER_MINUTE": "100000",
+        # the severity grade after a COVID-19 finding is tested with the committed severity model; a deployment
+        # runs it only when FOLLOWUP_MODELS names it (off by default: its held-out figures do not justify it)
+        "FOLLOWUP_MODELS": "covid-ct-severity",
         "INFERENCE_URL": inference_url,
         "INFERENCE_REPOSITORY_TOKEN": REPOSITORY_TOKEN,
         "INFERENCE_TIMEOUT_SECONDS": "10",

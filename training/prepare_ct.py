@@ -13,7 +13,7 @@ Writes, under `--out`:
 - `sars-to-covid-ct/`, `covid-ct-to-sars/`: trained (train and val) on one whole set, tested on
   the whole other one (cross-source validation).
 - `severity/`: the severity slices (without their masks), split by `volume`
-  (`SEVERITY_SPLIT`: every grade on every side).
+  (`SEVERITY_SPLIT`: held-out scans, see there).
 - `classes-covid.json`, `classes-severity.json`: the words for the trainer's `--classes`.
 
 The Sao Paulo files carry no patient id, and one patient gives several near-identical slices.

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from jose import jwt
 
-from support import login, token_claims
+from support import login, new_user, token_claims
 
 
 def make_token(gateway, **overrides) -> str:
@@ -132,3 +132,19 @@ def test_only_admins_create_users_and_new_users_can_sign_in(admin_client, gatewa
     assert as_clinician.status_code == 403
     short = admin_client.post("/users", json={"username": "shorty", "password": "short"})
     assert short.status_code == 422 and short.json()["code"] == "invalid_request"
+
+
+def test_a_password_hashed_with_older_argon2_settings_is_rehashed_at_sign_in(gateway, admin_client, database):
+    from argon2 import PasswordHasher
+
+    username, password = new_user(admin_client)
+    older = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4).hash(password)  # argon2-cffi's default
+    database.execute("UPDATE users SET hashed_password = %s WHERE username = %s", (older, username))
+    database.commit()
+
+    assert login(gateway.url, username, password)
+
+    (stored,) = database.execute("SELECT hashed_password FROM users WHERE username = %s", (username,)).fetchone()
+    database.commit()
+    assert stored != older and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert login(gateway.url, username, password)  # the new hash checks the same password

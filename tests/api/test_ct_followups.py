@@ -51,3 +51,11 @@ def test_a_ct_slice_without_covid_gets_no_severity_grade(admin_client, data_dir)
 def test_a_chest_xray_answer_has_no_follow_up(admin_client, sample_xrays):
     body = classify(admin_client, sample_xrays["pneumonia"][0].read_bytes()).json()
     assert body["image_kind"]["label"] == "chest_xray" and body["followups"] == []
+
+
+def test_without_followup_models_set_a_covid_slice_gets_no_severity_grade(gateway_with, data_dir):
+    client = gateway_with(FOLLOWUP_MODELS="")  # a deployment's default
+    response = classify(client, (data_dir / COVID_SLICE).read_bytes())
+    assert response.status_code == 201, response.text
+    assert (response.json()["model_name"], response.json()["label"]) == ("covid-ct", "covid")
+    assert response.json()["followups"] == []

@@ -69,7 +69,10 @@ def test_dicom_is_de_identified_before_it_is_stored(admin_client, chest_dicom, d
         "CHEST",
         "PA",
     )
-    assert (result["accession_number"], result["external_id"]) == ("ORDER-000123", "ris:job-42")
+    # the accession number is kept only as a keyed digest: never answered, found by its value
+    assert (result["accession_number"], result["external_id"]) == (None, "ris:job-42")
+    found = admin_client.get("/results", params={"accession_number": "ORDER-000123"}).json()["items"]
+    assert [item["id"] for item in found] == [result["id"]]
 
     stored = pydicom.dcmread(io.BytesIO(stored_object(database, s3_server, result["id"])))
     text = all_values(stored)

@@ -43,10 +43,12 @@ def test_a_ct_slice_is_routed_to_the_covid_model_never_to_the_model_that_follows
     assert refused.value.code == "unsupported_image_kind"
 
 
-def test_the_severity_model_follows_a_covid_answer_only():
-    assert routing.followers(answer(COVID, "covid"), MODELS_DEPLOYED) == [SEVERITY]
-    assert routing.followers(answer(COVID, "non-covid"), MODELS_DEPLOYED) == []
-    assert routing.followers(answer(SEVERITY, "severe"), MODELS_DEPLOYED) == []
+def test_the_severity_model_follows_a_covid_answer_only_when_enabled():
+    enabled = frozenset({"covid-ct-severity"})
+    assert routing.followers(answer(COVID, "covid"), MODELS_DEPLOYED, enabled) == [SEVERITY]
+    assert routing.followers(answer(COVID, "non-covid"), MODELS_DEPLOYED, enabled) == []
+    assert routing.followers(answer(SEVERITY, "severe"), MODELS_DEPLOYED, enabled) == []
+    assert routing.followers(answer(COVID, "covid"), MODELS_DEPLOYED, frozenset()) == []  # FOLLOWUP_MODELS unset
 
 
 def test_a_named_follow_up_model_still_reads_an_image_made_for_it():

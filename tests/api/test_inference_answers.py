@@ -91,7 +91,7 @@ def test_a_conforming_answer_is_stored_and_served_whole(app_client, sample_xrays
 
     stored = database.execute("SELECT classification FROM results WHERE id = %s", (result["id"],)).fetchone()[0]
     database.commit()
-    assert stored == ANSWER
+    assert stored == ANSWER | {"followups": []}  # no model follows this one
     link = {"method": "CAM", "class": "normal", "heatmap_url": f"/results/{result['id']}/heatmap"}
     assert {key: result[key] for key in ANSWER} == ANSWER | {"explanation": link}  # the grid stays in the row
     assert app_client.get(f"/results/{result['id']}").json() == {k: v for k, v in result.items() if k != "timings"}

@@ -10,6 +10,8 @@ from cxr_model.card import ModelCard
 DEFAULT_CARD = ModelCard.read(Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray" / "2")
 FINDINGS = {label: DEFAULT_CARD.describe(label).finding for label in DEFAULT_CARD.labels}
 CLASS_NAMES = {label: DEFAULT_CARD.describe(label).name for label in DEFAULT_CARD.labels}
+# the model a chest X-ray goes to when it states no age (a JPEG, PNG): the adult one
+ADULT_CARD = ModelCard.read(Path(__file__).resolve().parents[2] / "models" / "pneumonia-xray-adult" / "1")
 SLOW = 60_000  # ms: the first classification also loads the model
 EXPIRED = "Your session has expired. Please sign in again."
 

@@ -156,16 +156,31 @@ def test_a_too_large_file_is_refused_with_a_clear_message(page, gateway, tmp_pat
     expect(case_of(page, huge.name).get_by_role("alert")).to_contain_text("This file is too large")
 
 
-def test_an_unusual_image_gets_a_warning_and_its_heatmap_is_laid_over_it(page, gateway, data_dir, screenshots):
-    """An adult's chest X-ray from another hospital: the intended-use gate lets it through (a chest X-ray,
-    no header to tell the age) and the pediatric model flags it as unlike its training images."""
-    unusual = data_dir / "adult-cxr" / "nih" / "normal" / "00001308_002.png"
+def test_an_unusual_image_gets_a_warning_and_its_heatmap_is_laid_over_it(
+    page, gateway, data_dir, screenshots, tmp_path
+):
+    """An adult's chest X-ray from another hospital in a DICOM that says the patient is 4: the intended-use
+    gate sends it to the pediatric model (a chest X-ray of a child), which flags it as unlike its training images."""
+    import numpy as np
+    from PIL import Image
+
+    unusual = tmp_path / "adult_xray_labelled_age_4.dcm"
+    dataset = pydicom.dcmread(data_dir / "dicom" / "RG1_UNCR.dcm")
+    pixels = np.asarray(Image.open(data_dir / "adult-cxr" / "nih" / "normal" / "00001308_002.png").convert("L"))
+    dataset.PatientAge, dataset.PhotometricInterpretation = "004Y", "MONOCHROME2"
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
+    dataset.PixelData = pixels.tobytes()
+    for keyword in ("WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
+        dataset.pop(keyword, None)
+    dataset.save_as(unusual, enforce_file_format=True)
     sign_in_as_admin(page, gateway)
     choose_files(page, unusual)
 
     [answer] = classify(page)
 
     assert answer["status"] == 201 and answer["body"]["ood"]["flagged"] is True, answer
+    assert answer["body"]["model_name"] == "pneumonia-xray"
     card = case_of(page, unusual.name)
     expect(card.get_by_text("Unusual image: it looks unlike the images the model was trained on")).to_be_visible()
     expect(card.locator(".facts")).to_contain_text(f"Unusual image (score {answer['body']['ood']['score']:.1f})")

@@ -201,7 +201,7 @@ def _with_followups(
     refuses the image, or that went away since the catalog was read, is left out."""
     followers = [
         model
-        for model in routing.followers(gated.answer, gate.catalog.models())
+        for model in routing.followers(gated.answer, gate.catalog.models(), gate.followup_models)
         if model.intended_use is not None
         and assess(gated.facts, model.intended_use, gate.refuse_other_population).accepted
     ]

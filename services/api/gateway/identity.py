@@ -36,6 +36,7 @@ from gateway.security import (
     decode_access_token,
     fingerprint,
     hash_password,
+    needs_rehash,
     new_secret,
     verify_password,
 )
@@ -115,6 +116,8 @@ def _authenticate(
         )
         raise Unauthenticated(check.wrong_code, check.wrong_detail)
     throttle.succeeded(session, keys)
+    if needs_rehash(account.credential_hash):
+        account.credential_hash = hash_password(secret)
     audit.record(session, context, check.action, "success", Principal.of(account))
     return account
 

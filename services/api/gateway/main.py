@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.refuse_other_population,
             decoding=app.state.decoding,
             burned_in_annotation=settings.burned_in_annotation,
+            followup_models=frozenset(settings.followup_models),
         )
         gc.freeze()  # start-up's long-lived objects out of the collector's full passes, which stall requests
         yield

@@ -75,6 +75,10 @@ class User(Base):
     def credential_hash(self) -> str:
         return self.hashed_password
 
+    @credential_hash.setter
+    def credential_hash(self, value: str) -> None:
+        self.hashed_password = value
+
 
 class ApiClient(Base):
     """A hospital system that gets tokens by OAuth2 client credentials (role `service`)."""
@@ -95,6 +99,10 @@ class ApiClient(Base):
     @property
     def credential_hash(self) -> str:
         return self.hashed_secret
+
+    @credential_hash.setter
+    def credential_hash(self, value: str) -> None:
+        self.hashed_secret = value
 
 
 class RefreshToken(Base):

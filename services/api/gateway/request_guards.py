@@ -45,6 +45,9 @@ class AuthenticateBeforeBody:
         def check_token() -> None:
             with unit_of_work(self.sessions) as session:
                 authenticated = authenticate(request, session, token, self.settings, context)
+                # a refusal commits its audit event (it ends the request); an accepted token wrote nothing, and
+                # the route's unit of work is the request's one transaction
+                session.rollback()
             request.state.authentication = authenticated  # the route's own dependency takes it from here
 
         try:

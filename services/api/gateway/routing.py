@@ -58,6 +58,7 @@ class Gate:
     refuse_other_population: bool = False
     decoding: Decoding = field(kw_only=True)
     burned_in_annotation: Literal["refuse", "warn"] = "refuse"
+    followup_models: frozenset[str] = frozenset()  # the models `followers` may name (FOLLOWUP_MODELS)
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,17 @@ def screen_header(
         raise OutsideIntendedUse(_ordered(refusals[nearest]), nearest, uses[nearest].input_kind)
 
 
-def followers(answer: Classification, models: Mapping[str, DeployedModel]) -> list[DeployedModel]:
-    """The models whose card says they follow the model that gave `answer` on the label it gave (e.g. a
-    severity grade after a COVID-19 finding), by name."""
+def followers(
+    answer: Classification, models: Mapping[str, DeployedModel], enabled: frozenset[str]
+) -> list[DeployedModel]:
+    """The `enabled` models whose card says they follow the model that gave `answer` on the label it gave
+    (e.g. a severity grade after a COVID-19 finding), by name."""
     return sorted(
         (
             model
             for model in models.values()
-            if model.intended_use is not None
+            if model.name in enabled
+            and model.intended_use is not None
             and (follows := model.intended_use.follows) is not None
             and (follows.model, follows.label) == (answer.model_name, answer.label)
         ),

@@ -57,6 +57,15 @@ def verify_password(password: str, hashed: str | None) -> bool:
             return False
 
 
+def needs_rehash(hashed: str) -> bool:
+    """Whether a stored hash was made with other Argon2 parameters than today's (it is replaced at the
+    next sign-in, so that old hashes do not cost more than new ones, nor tell known names apart)."""
+    try:
+        return _hasher.check_needs_rehash(hashed)
+    except InvalidHashError:
+        return False
+
+
 def new_secret() -> str:
     """A random secret for an API client or a refresh token (256 bits)."""
     return secrets.token_urlsafe(32)

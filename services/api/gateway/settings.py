@@ -145,6 +145,10 @@ class Settings(DatabaseSettings, StorageSettings):
     export_max_rows: int = Field(default=100_000, ge=1)
 
     cors_origins: Annotated[list[str], NoDecode] = []  # the frontend's origin(s), comma-separated
+    # models run after another model's answer in the same request, as their card says (`follows`: e.g. a
+    # severity grade after a COVID-19 finding), comma-separated. None by default: such a model is run only
+    # once its held-out figures justify showing its answer to clinicians (docs/operations.md §5)
+    followup_models: Annotated[list[str], NoDecode] = []
     log_format: Literal["json", "text"] = "json"
     # keys the pseudonyms: the mapping of DICOM UIDs to their replacements and the stored accession numbers
     # (HMAC). Never the JWT secret, so rotating that one changes no pseudonym; required outside development
@@ -158,7 +162,7 @@ class Settings(DatabaseSettings, StorageSettings):
     def docs_served(self) -> bool:
         return self.environment == "development" if self.api_docs is None else self.api_docs
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "followup_models", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [origin.strip() for origin in value.split(",") if origin.strip()] if isinstance(value, str) else value

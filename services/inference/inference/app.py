@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging()
     if not settings.repository_token:
         log.warning("INFERENCE_REPOSITORY_TOKEN is not set: anyone who reaches the service may load and unload models")
-    configure_logging()
     tune_allocator()
 
     @asynccontextmanager

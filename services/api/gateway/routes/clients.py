@@ -32,7 +32,7 @@ def list_clients(session: SessionDep, admin: AdminDep, context: RequestContextDe
     return clients
 
 
-@router.post("", response_model=ClientWithSecret, status_code=201)
+@router.post("", response_model=ClientWithSecret, status_code=201, responses=problems(404))
 def create_client(
     session: SessionDep, admin: AdminDep, context: RequestContextDep, client_in: ClientCreate
 ) -> ClientWithSecret:

@@ -28,7 +28,7 @@ def list_users(session: SessionDep, admin: AdminDep, context: RequestContextDep)
     return users
 
 
-@router.post("", response_model=UserOut, status_code=201, responses=problems(409))
+@router.post("", response_model=UserOut, status_code=201, responses=problems(404, 409))
 def create_user(session: SessionDep, admin: AdminDep, context: RequestContextDep, user_in: UserCreate) -> User:
     with audit.recorded(session, context, "user.create", admin, f"username:{user_in.username}") as event:
         if crud.get_user_by_username(session, user_in.username):
