@@ -132,14 +132,14 @@ def table_row(*cells) -> str:
 
 
 @contextmanager
-def running_services(logs: Path):
+def running_services(logs: Path, models_dir: Path = REPO_ROOT / "models"):
     """moto S3, the inference service and a migrated gateway on a throw-away database.
 
     Yields the gateway's env and the pid of each service process.
     """
     s3_port, inference_port, gateway_port = free_port(), free_port(), free_port()
     s3 = s3_process(s3_port, logs / "s3.log")
-    models = {"INFERENCE_MODEL_REPOSITORY": str(REPO_ROOT / "models")}
+    models = {"INFERENCE_MODEL_REPOSITORY": str(models_dir)}
     inference = inference_process(inference_port, models, logs / "inference.log")
     started: list[ServiceProcess] = []
     with throwaway_database(POSTGRES_ADMIN_DSN, "cxr_benchmark") as database_url:
@@ -168,13 +168,13 @@ def running_services(logs: Path):
                 service.stop()
 
 
-def run(requests: int, concurrencies: list[int], image_path: Path, model: str | None) -> None:
+def run(requests: int, concurrencies: list[int], image_path: Path, model: str | None, models_dir: Path) -> None:
     import boto3
 
     image = image_path.read_bytes()
     fields = {"model": model} if model else {}
     logs = Path(tempfile.mkdtemp(prefix="cxr-benchmark-"))
-    with running_services(logs) as (env, pids):
+    with running_services(logs, models_dir) as (env, pids):
         token = login(env["GATEWAY_URL"], "admin", env["FIRST_ADMIN_PASSWORD"])
         limits = httpx.Limits(max_connections=max(concurrencies))
         auth = {"Authorization": f"Bearer {token}"}
@@ -254,8 +254,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--image", type=Path, default=sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0])
     parser.add_argument("--model", help="the model to ask for (default: the one the intended-use gate picks)")
+    parser.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="the model repository to serve")
     arguments = parser.parse_args()
-    run(arguments.requests, arguments.concurrency, arguments.image, arguments.model)
+    run(arguments.requests, arguments.concurrency, arguments.image, arguments.model, arguments.models)
 
 
 if __name__ == "__main__":
