@@ -51,8 +51,10 @@ def test_filter_the_history_by_result_date_and_model(page, gateway, admin_client
     history.get_by_label("To", exact=True).fill(today)
     history.get_by_label("Model").fill(PEDIATRIC["model"])
     # all classified today; other tests' images may have gone to the adult model
-    assert apply(page)["total"] == total(admin_client, label="normal", model=PEDIATRIC["model"]) > 0
-    expect(history.locator("tbody tr")).to_have_count(len(normals["items"]))
+    pediatric_normals = apply(page)
+    assert pediatric_normals["total"] == total(admin_client, label="normal", model=PEDIATRIC["model"]) > 0
+    assert {item["model_name"] for item in pediatric_normals["items"]} == {PEDIATRIC["model"]}
+    expect(history.locator("tbody tr")).to_have_count(len(pediatric_normals["items"]))
     history.get_by_label("Model").fill("no-such-model")
     assert apply(page)["total"] == 0
     expect(history.get_by_text("No results match these filters.")).to_be_visible()

@@ -60,3 +60,20 @@ def test_a_body_that_cannot_be_parsed_gets_the_documented_400(admin_client):
     assert response.status_code == 400
     documented = admin_client.get("/openapi.json").json()["paths"]["/users"]["post"]["responses"]
     assert "400" in documented
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/users", {"username": "no-such-organisation-user", "password": "long-enough-password-1", "role": "clinician"}),
+        ("/clients", {"name": "no-such-organisation-client"}),
+    ],
+)
+def test_an_unknown_organisation_gets_the_documented_404(admin_client, path, body):
+    """Was an undocumented 404 organisation_not_found (POST /users and /clients with a random organisation_id)."""
+    unknown = "72d2acb6-48a9-51e8-9316-da28eab362e5"
+    response = admin_client.post(path, json=body | {"organisation_id": unknown})
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "organisation_not_found"
+    documented = admin_client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+    assert "404" in documented
