@@ -7,15 +7,11 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy.stats import rankdata
 from sklearn.metrics import (
     average_precision_score,
     classification_report,
-    cohen_kappa_score,
     confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
     roc_curve,
 )
 
@@ -168,7 +164,7 @@ def binary_metrics_of(label_ids: np.ndarray, predicted: np.ndarray, scores: np.n
     precision = _ratio(true_positive, true_positive + false_positive)
     return BinaryMetrics(
         accuracy=_ratio(true_positive + true_negative, len(truth)),
-        roc_auc=float(roc_auc_score(truth, scores)),
+        roc_auc=rank_auc(truth == 1, scores),
         sensitivity=sensitivity,
         specificity=_ratio(true_negative, true_negative + false_positive),
         precision=precision,
@@ -181,19 +177,51 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
+# The bootstrap computes these figures a thousand times per split, so they are numpy over one
+# confusion matrix and ranks: scikit-learn's own functions spend milliseconds per call validating.
+
+
+def rank_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (tied scores count half), what roc_auc_score gives. Written
+    here because the bootstrap intervals call it thousands of times a run, and roc_auc_score's input
+    checks cost about 1.4 ms a call (the training tests ran 3x longer with it)."""
+    positive = np.asarray(positive, dtype=bool).reshape(-1)
+    n_positive = int(positive.sum())
+    n_negative = len(positive) - n_positive
+    if not n_positive or not n_negative:
+        raise ValueError("ROC AUC needs both classes in the truth")
+    ranks = rankdata(np.asarray(scores).reshape(-1))
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def counts_matrix(label_ids: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows: true label id, columns: decided label id."""
+    cells = np.asarray(label_ids).reshape(-1) * num_classes + np.asarray(predicted).reshape(-1)
+    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _ratios(numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(numerators, denominators, out=np.zeros(len(numerators)), where=denominators > 0)
+
+
 def multiclass_metrics(
     label_ids: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...]
 ) -> MulticlassMetrics:
-    every_id = list(range(len(labels)))
-    present = [index for index in every_id if 0 < np.sum(label_ids == index) < len(label_ids)]
-    aucs = [roc_auc_score(label_ids == index, probabilities[:, index]) for index in present]
-    recall = recall_score(label_ids, predicted, labels=every_id, average=None, zero_division=0)
+    counts = counts_matrix(label_ids, predicted, len(labels))
+    hits, true_totals, decided_totals = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    recall = _ratios(hits, true_totals)
+    precision = _ratios(hits, decided_totals)
+    f1 = _ratios(2 * hits, true_totals + decided_totals)
+    occurring = (true_totals + decided_totals) > 0  # macro averages over the labels in truth or decision
+    present = [index for index in range(len(labels)) if 0 < true_totals[index] < len(label_ids)]
+    aucs = [rank_auc(label_ids == index, probabilities[:, index]) for index in present]
     return MulticlassMetrics(
-        accuracy=float(np.mean(predicted == label_ids)),
+        accuracy=float(np.trace(counts) / len(label_ids)),
         roc_auc=float(np.mean(aucs)) if aucs else None,
-        macro_precision=float(precision_score(label_ids, predicted, average="macro", zero_division=0)),
-        macro_recall=float(recall_score(label_ids, predicted, average="macro", zero_division=0)),
-        macro_f1=float(f1_score(label_ids, predicted, average="macro", zero_division=0)),
+        macro_precision=float(np.mean(precision[occurring])),
+        macro_recall=float(np.mean(recall[occurring])),
+        macro_f1=float(np.mean(f1[occurring])),
         quadratic_kappa=quadratic_kappa(label_ids, predicted, len(labels)),
         recall={label: float(value) for label, value in zip(labels, recall, strict=True)},
         n=len(label_ids),
@@ -202,10 +230,13 @@ def multiclass_metrics(
 
 def quadratic_kappa(label_ids: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
     """1 when every grade is right; 0 when no better than chance (also when only one grade occurs)."""
-    every_id = list(range(num_classes))
     if len(np.unique(np.concatenate([label_ids, predicted]))) < 2:
         return 1.0 if np.array_equal(label_ids, predicted) else 0.0
-    return float(cohen_kappa_score(label_ids, predicted, labels=every_id, weights="quadratic"))
+    counts = counts_matrix(label_ids, predicted, num_classes)
+    chance = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / counts.sum()
+    grades = np.arange(num_classes)
+    penalty = (grades[:, None] - grades[None, :]) ** 2
+    return float(1.0 - np.sum(penalty * counts) / np.sum(penalty * chance))
 
 
 # --- calibration ----------------------------------------------------------------------------
