@@ -240,7 +240,7 @@ def print_cpu_table(cpu_by_concurrency: dict[int, CpuMeter], requests: int) -> N
 
 def print_parts_table(parts_by_concurrency: dict[int, dict[str, float]]) -> None:
     """p50 of each part of a classification as the gateway times it (`timings` of the answer): `gate_ms` is the
-    image-kind model with the intended-use check, `inference_ms` the classifier."""
+    intended-use check, `inference_ms` the one inference call (the image-kind model and the classifier)."""
     names = list(next(iter(parts_by_concurrency.values())))
     print("\np50 ms of each part of POST /classify (the answer's timings)")
     print(" | ".join(["concurrency", *(f"{name:>12}" for name in names)]))

@@ -232,8 +232,8 @@ class ResultOut(Classification):
 class Timings(BaseModel):
     """Where the time of one classification went, in milliseconds."""
 
-    gate_ms: float | None = None  # the image-kind model and the intended-use check
-    inference_ms: float
+    gate_ms: float | None = None  # the intended-use check (the image-kind model runs in inference_ms)
+    inference_ms: float  # the one inference call: the image-kind model and the model it routes to
     storage_ms: float
     database_ms: float
 
