@@ -2,7 +2,7 @@
 inference service's own image call, at several concurrencies; then rows vs objects.
 
     .venv/bin/python benchmarks/gateway_benchmark.py [--requests 48] [--concurrency 1 8 32]
-        [--image FILE] [--model NAME]
+        [--image FILE] [--model NAME] [--profile]
 
 The image (default: a pediatric chest X-ray JPEG from the samples) goes where the intended-use gate sends it,
 or to --model; the inference column is that model's own image call.
@@ -10,13 +10,20 @@ or to --model; the inference column is that model's own image call.
 Starts every service as a local process exactly as the test suite does (a throw-away
 database on the Postgres at TEST_POSTGRES_DSN, moto's S3 server, the committed model) and
 prints one table. Rate limiting is turned off for the run.
+
+--profile: afterwards, py-spy on the gateway during an extra run of each cell (not a measured one),
+sampling the thread that holds the GIL (Python's own CPU time, not waits), and where those samples
+went: by the innermost gateway function on the stack (the library under it named), or by library
+where no gateway code is on the stack (the framework's share).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +35,9 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "tests")]
+sys.path[:0] = [str(REPO_ROOT / "scripts"), str(REPO_ROOT / "tests"), str(REPO_ROOT / "benchmarks")]
 
+from peer_benchmark import DEFAULT_WORK_DIR, PEERS_DIR, ensure_venv  # noqa: E402
 from processes import (  # noqa: E402
     ServiceProcess,
     free_port,
@@ -168,7 +176,72 @@ def running_services(logs: Path, models_dir: Path = REPO_ROOT / "models"):
                 service.stop()
 
 
-def run(requests: int, concurrencies: list[int], image_path: Path, model: str | None, models_dir: Path) -> None:
+_IDLE_FRAMES = ("Condition.wait (", "_worker (concurrent/futures/thread.py", "Event.wait (", "select (", "poll (")
+
+
+def _frame_parts(frame: str) -> tuple[str, str]:
+    """(function, file path) of one py-spy frame `function (path:line)`."""
+    function, _, location = frame.rpartition(" (")
+    return function, location.rsplit(":", 1)[0]
+
+
+def _library(path: str) -> str:
+    """The top-level package or standard-library module a file belongs to."""
+    parts = Path(path).parts
+    for marker in ("site-packages", "python3.11"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return Path(path).stem
+
+
+def summarize_by_gateway_function(path: Path, top: int = 25) -> str:
+    """Busy samples of py-spy's collapsed stacks, each charged to the innermost gateway function on its stack
+    (with the library its time went to), or, without gateway code on the stack, to the library on top."""
+    charged: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # the first is the thread
+        if not count_text.isdigit() or not frames or frames[-1].startswith(_IDLE_FRAMES):
+            continue
+        leaf_library = _library(_frame_parts(frames[-1])[1])
+        ours = [part for part in map(_frame_parts, frames) if "/gateway/" in part[1]]
+        if ours:
+            function, file = ours[-1]
+            key = f"gateway.{Path(file).stem}.{function.rsplit('.', 1)[-1]} -> {leaf_library}"
+        else:
+            key = f"(no gateway code) {leaf_library}"
+        charged[key] = charged.get(key, 0) + int(count_text)
+        total += int(count_text)
+    if total == 0:
+        return "(no busy samples)"
+    rows = [f"busy samples: {total}", "    %  charged to"]
+    rows += [f"{100 * n / total:5.1f}  {key}" for key, n in sorted(charged.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(rows)
+
+
+def profile_cells(gateway_pid: int, send, requests: int, concurrencies: list[int]) -> None:
+    """py-spy on the gateway during an extra run of each cell, then where its busy samples went."""
+    py_spy = ensure_venv(DEFAULT_WORK_DIR, "tools", PEERS_DIR / "requirements-tools.txt").parent / "py-spy"
+    out_dir = Path(tempfile.mkdtemp(prefix="cxr-gateway-profile-"))
+    for concurrency in concurrencies:
+        output = out_dir / f"gateway-c{concurrency}.txt"
+        recorder = subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(gateway_pid), "--rate", "500", "--format", "raw", "--gil",
+             "--threads", "--full-filenames", "--nonblocking", "--output", str(output)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(1.0)
+        measure(send, requests, concurrency)
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+        print(f"\n### py-spy: gateway, c={concurrency} ({output})")
+        print(summarize_by_gateway_function(output))
+
+
+def run(
+    requests: int, concurrencies: list[int], image_path: Path, model: str | None, models_dir: Path, profile: bool
+) -> None:
     import boto3
 
     image = image_path.read_bytes()
@@ -216,6 +289,8 @@ def run(requests: int, concurrencies: list[int], image_path: Path, model: str | 
                 print(table_row(concurrency, *through_gateway, *measure(direct_inference, requests, concurrency)))
             print_cpu_table(cpu_by_concurrency, requests)
             print_parts_table(parts_by_concurrency)
+            if profile:
+                profile_cells(pids["gateway"], via_gateway, requests, concurrencies)
         s3_client = boto3.client(
             "s3",
             endpoint_url=env["S3_ENDPOINT_URL"],
@@ -255,8 +330,11 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=sorted((DATA_DIR / "samples" / "normal").glob("*.jp*g"))[0])
     parser.add_argument("--model", help="the model to ask for (default: the one the intended-use gate picks)")
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="the model repository to serve")
+    parser.add_argument("--profile", action="store_true", help="then py-spy the gateway during extra runs")
     arguments = parser.parse_args()
-    run(arguments.requests, arguments.concurrency, arguments.image, arguments.model, arguments.models)
+    run(
+        arguments.requests, arguments.concurrency, arguments.image, arguments.model, arguments.models, arguments.profile
+    )
 
 
 if __name__ == "__main__":

@@ -76,19 +76,23 @@ class _Head:
     hash: str
     anchor_seq: int
     anchor_hash: str
+    has_unchained: bool = False  # events an older gateway wrote without chaining them
 
 
 def lock_head(session: Session) -> _Head:
-    """The chain's head, locked until this transaction ends."""
+    """The chain's head, locked until this transaction ends (and, in the same statement, whether any event
+    waits to be chained)."""
+    unchained = select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).exists()
     locked = session.execute(
         update(_CHAIN)
         .where(_CHAIN.c.id == HEAD_ID)
         .values(head_seq=_CHAIN.c.head_seq)
-        .returning(_CHAIN.c.head_seq, _CHAIN.c.head_hash, _CHAIN.c.anchor_seq, _CHAIN.c.anchor_hash)
+        .returning(_CHAIN.c.head_seq, _CHAIN.c.head_hash, _CHAIN.c.anchor_seq, _CHAIN.c.anchor_hash, unchained)
     ).one_or_none()
     if locked is None:
         raise RuntimeError("the audit_chain row is missing: run the migrations (python -m gateway.prestart)")
-    return _Head(*locked)
+    head_seq, head_hash, anchor_seq, anchor_hash, has_unchained = locked
+    return _Head(head_seq, head_hash, anchor_seq, anchor_hash, bool(has_unchained))
 
 
 def _seal(head: _Head, event: AuditEvent) -> None:
@@ -112,11 +116,10 @@ def append(session: Session, event: AuditEvent) -> None:
     Events an older gateway wrote unchained during an upgrade are chained first, oldest first.
     """
     head = lock_head(session)
-    unchained = session.scalars(
-        select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.occurred_at, AuditEvent.id)
-    ).all()
-    for straggler in unchained:
-        _seal(head, straggler)
+    if head.has_unchained:
+        stragglers = select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.occurred_at, AuditEvent.id)
+        for straggler in session.scalars(stragglers).all():
+            _seal(head, straggler)
     event.id = event.id or uuid.uuid4()
     event.occurred_at = event.occurred_at or utcnow()  # taken after the lock: the chain's order is the times'
     _seal(head, event)

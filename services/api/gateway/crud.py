@@ -303,15 +303,8 @@ def audit_events_after(
 
 
 def add_result(session: Session, image: Image, result: Result, submitter: Principal) -> None:
-    """Insert the rows.
-
-    The submitter's account was loaded into this session when its token was checked: linking it
-    here takes no query, where reading the relationship after the insert would.
-    """
-    if submitter.is_client:
-        result.created_by_client = session.get(ApiClient, submitter.id)
-    else:
-        result.created_by = session.get(User, submitter.id)
+    """Insert the rows. The submitter is linked by its id (its account is not read: the answer names it from
+    the principal, `ClassifyOut.of(..., created_by=)`)."""
     result.organisation_id = submitter.organisation_id
     session.add_all([image, result])
     session.flush()

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from gateway import audit, crud
+from gateway.auth_cache import Authentication, RecentAuthentications
 from gateway.db import UnitOfWork, unit_of_work
 from gateway.dicom import deidentified_uid
 from gateway.exceptions import Forbidden, TooLarge, TooManyRequests, Unauthenticated
@@ -134,10 +135,11 @@ def _route(request: Request) -> str:
 
 async def get_authentication(
     request: Request, session: SessionDep, token: TokenDep, settings: SettingsDep, context: RequestContextDep
-) -> tuple[Principal, dict[str, Any]]:
+) -> Authentication:
     """The caller behind the bearer token; a token presented and refused is audited (no token at all is not).
     A request the body guard (`request_guards.AuthenticateBeforeBody`) authenticated already is not checked twice."""
-    authenticated: tuple[Principal, dict[str, Any]] | None = getattr(request.state, "authentication", None)
+    authenticated: Authentication | None = getattr(request.state, "authentication", None)
+    authenticated = authenticated or request.app.state.recent_authentications.get(token)
     if authenticated is not None:
         return authenticated
     return await run_in_threadpool(authenticate, request, session, token, settings, context)
@@ -145,19 +147,23 @@ async def get_authentication(
 
 def authenticate(
     request: Request, session: UnitOfWork, token: str | None, settings: Settings, context: RequestContext
-) -> tuple[Principal, dict[str, Any]]:
-    """`get_authentication`'s check, in the database."""
+) -> Authentication:
+    """`get_authentication`'s check, in the database; an accepted token is kept a moment (`auth_cache`)."""
+    recent: RecentAuthentications = request.app.state.recent_authentications
+    generation = recent.generation
     try:
-        return authenticate_token(session, settings, token)
+        authenticated = authenticate_token(session, settings, token)
     except Unauthenticated as refused:
         if token:
             audit.record_failure(
                 session, context, "auth.token", "failure", detail=f"{_route(request)}: {refused.message}"
             )
         raise
+    recent.put(token or "", authenticated, generation)
+    return authenticated
 
 
-AuthenticationDep = Annotated[tuple[Principal, dict[str, Any]], Depends(get_authentication)]
+AuthenticationDep = Annotated[Authentication, Depends(get_authentication)]
 
 
 async def get_rate_limiter(request: Request) -> RateLimiter:

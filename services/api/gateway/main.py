@@ -11,6 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import __version__, api_docs
 from gateway.audit import aggregate_failures_after
+from gateway.auth_cache import RecentAuthentications, forget_on_account_changes
 from gateway.catalog import ModelCatalog
 from gateway.db import make_engine, make_session_factory
 from gateway.errors import document_error_answers, install_error_handlers
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.recent_authentications = RecentAuthentications(settings.authentication_cache_seconds)
+    forget_on_account_changes(app.state.session_factory, app.state.recent_authentications)
     app.state.metrics = Metrics()
     app.state.rate_limiter, app.state.login_throttle = make_limits(settings, app.state.metrics)
     install_error_handlers(app, settings.retry_after_seconds)
@@ -89,7 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     aggregate_failures_after(settings.audit_failures_in_full_per_minute)
     map_large_blocks()
 
-    app.add_middleware(AuthenticateBeforeBody, settings=settings, sessions=app.state.session_factory)
+    app.add_middleware(
+        AuthenticateBeforeBody,
+        settings=settings,
+        sessions=app.state.session_factory,
+        recent=app.state.recent_authentications,
+    )
     app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)  # outside: counts first
     app.add_middleware(RequestObservation, metrics=app.state.metrics)  # added later: outside the size check
     if settings.cors_origins:

@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.auth_cache import RecentAuthentications
 from gateway.db import UnitOfWork, unit_of_work
 from gateway.deps import authenticate, get_request_context, oauth2_scheme
 from gateway.errors import problem_response
@@ -28,19 +29,27 @@ _SIGN_IN = {"/auth/token", "/auth/refresh"}  # the only requests with a body tha
 
 class AuthenticateBeforeBody:
     """A request with a body, to anything but the sign-in endpoints, is authenticated (as its route's
-    dependency would: token, revocation, account; a refused token is audited) before a byte of its body
-    is read; without a valid token it gets 401 at once. Its route's dependency takes the principal found
-    here (`request.state.authentication`) rather than reading the database again a moment later."""
+        dependency would: token, revocation, account; a refused token is audited) before a byte of its body
+        is read; without a valid token it gets 401 at once. Its route's dependency takes the principal found
+        here (`request.state.authentication`) rather than reading the database again a moment later. A token
+    accepted a moment ago (`auth_cache`) is not read from the database at all."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, sessions: sessionmaker[UnitOfWork]):
-        self.app, self.settings, self.sessions = app, settings, sessions
+    def __init__(
+        self, app: ASGIApp, settings: Settings, sessions: sessionmaker[UnitOfWork], recent: RecentAuthentications
+    ):
+        self.app, self.settings, self.sessions, self.recent = app, settings, sessions, recent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY or scope["path"] in _SIGN_IN:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        token, context = await oauth2_scheme(request), await get_request_context(request)
+        token = await oauth2_scheme(request)
+        request.state.authentication = self.recent.get(token)
+        if request.state.authentication is not None:
+            await self.app(scope, receive, send)
+            return
+        context = await get_request_context(request)
 
         def check_token() -> None:
             with unit_of_work(self.sessions) as session:

@@ -210,13 +210,14 @@ class ResultOut(Classification):
         )
 
     @classmethod
-    def of(cls, result: Result, **extra: Any) -> Self:
+    def of(cls, result: Result, created_by: str | None = None, **extra: Any) -> Self:
+        """`created_by`: the submitter's name where the caller knows it (else it is read with the result)."""
         image = result.image
         return cls(
             **dict(result.classification),
             id=result.id,
             created_at=result.created_at,
-            created_by=result.submitter_name,
+            created_by=created_by or result.submitter_name,
             image=ImageOut(
                 url=f"/results/{result.id}/image",
                 **{name: getattr(image, name) for name in ImageOut.model_fields if name != "url"},

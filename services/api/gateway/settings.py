@@ -89,6 +89,9 @@ class Settings(DatabaseSettings, StorageSettings):
     # signs out after this long without input (automatic logoff); and this long after its sign-in, however used
     session_idle_minutes: float = Field(default=15, gt=0)
     session_max_hours: float = Field(default=12, gt=0)
+    # an accepted token is trusted again for this long without the database (0: never): a token revoked or an
+    # account disabled by another replica is refused within it; this replica's own changes apply at once
+    authentication_cache_seconds: float = Field(default=1.0, ge=0, le=1)
 
     # failed-login throttling: per account name + client address (locked for LOGIN_LOCKOUT_SECONDS after
     # LOGIN_MAX_FAILURES), per client address whatever the names, and per account name from every address

@@ -5,6 +5,8 @@ Both backends have the same interface, so the rest of the gateway does not know 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 import tempfile
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import boto3
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,6 +26,9 @@ from gateway.exceptions import Unavailable
 from gateway.settings import StorageSettings
 
 log = logging.getLogger(__name__)
+
+_UPLOAD_CONNECTIONS = 20  # kept open to the object store; more are opened (and closed) under higher load
+_UPLOAD_URL_SECONDS = 60  # an upload's signature is used at once (and once more for a retry)
 
 
 class StorageUnavailable(Unavailable):
@@ -53,11 +59,24 @@ class ObjectStore(Protocol):
 
 
 class S3ObjectStore:
+    """Objects in an S3 bucket, through boto3.
+
+    An upload (one per classification) is a PUT that boto3 signs (a presigned URL, with the image's
+    Content-MD5, which S3 checks) sent on a kept-alive urllib3 connection: a third of the CPU time of
+    `put_object`, whose per-call event handlers, serialisation and response parsing cost about 2 ms.
+    """
+
     def __init__(self, settings: StorageSettings):
         self.bucket = settings.s3_bucket
         # x-amz-server-side-encryption on every upload (none: the bucket's default encryption applies)
         sse = settings.s3_server_side_encryption
         self.encryption = {"ServerSideEncryption": sse} if sse else {}
+        self.encryption_headers = {"x-amz-server-side-encryption": sse} if sse else {}
+        self.uploads = urllib3.PoolManager(
+            maxsize=_UPLOAD_CONNECTIONS,
+            timeout=urllib3.Timeout(connect=3, read=10),
+            retries=urllib3.Retry(total=1, status_forcelist=(500, 502, 503, 504), backoff_factor=0.1),
+        )
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url,
@@ -69,6 +88,7 @@ class S3ObjectStore:
                 read_timeout=10,
                 retries={"max_attempts": 2, "mode": "standard"},
                 s3={"addressing_style": "path"},
+                signature_version="s3v4",  # presigned uploads too (boto3 presigns with SigV2 without it)
             ),
         )
 
@@ -82,8 +102,17 @@ class S3ObjectStore:
                 self.client.create_bucket(Bucket=self.bucket)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        params = {"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentMD5": md5, **self.encryption}
+        headers = {"Content-Type": content_type, "Content-MD5": md5, **self.encryption_headers}
         with _unavailable_on_error():
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.encryption)
+            url = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=_UPLOAD_URL_SECONDS)
+        try:
+            response = self.uploads.request("PUT", url, body=data, headers=headers, redirect=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise StorageUnavailable(f"PUT {key}: {exc}") from exc
+        if response.status != 200:
+            raise StorageUnavailable(f"PUT {key} answered {response.status}: {response.data[:300]!r}")
 
     def get(self, key: str) -> bytes:
         with _unavailable_on_error():

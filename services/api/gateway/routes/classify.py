@@ -172,4 +172,4 @@ def classify(
     timings = (
         Timings(**{f"{name}_ms": ms for name, ms in classified.timings_ms.items()}) if classified.timings_ms else None
     )
-    return ClassifyOut.of(result, timings=timings)
+    return ClassifyOut.of(result, created_by=None if classified.replayed else submitter.name, timings=timings)

@@ -41,7 +41,7 @@ def create_user(session: SessionDep, admin: AdminDep, context: RequestContextDep
 
 @router.post("/{user_id}/disable", response_model=UserOut, responses=problems(404))
 def disable_user(session: SessionDep, admin: AdminDep, context: RequestContextDep, user_id: uuid.UUID) -> User:
-    """Disable an account; its tokens stop working at once."""
+    """Disable an account; its tokens stop working at once (on other replicas within AUTHENTICATION_CACHE_SECONDS)."""
     with audit.recorded(session, context, "user.disable", admin, f"user:{user_id}"):
         if user_id == admin.id:
             raise Conflict("cannot_disable_self", "administrators cannot disable their own account")
