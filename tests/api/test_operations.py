@@ -56,6 +56,18 @@ def test_gateway_logs_are_json_lines_with_the_request_id(admin_client, logs_dir)
     assert logged and logged[0]["route"] == "/me" and logged[0]["status"] == 200
 
 
+def test_each_request_is_logged_once(admin_client, logs_dir):
+    """The gateway's own line, and no uvicorn access line besides (it came back despite --no-access-log)."""
+    marker = f"once-{uuid.uuid4().hex}"
+    for _ in range(3):
+        admin_client.get("/me", params={"marker": marker})
+    log_text = (logs_dir / "gateway.log").read_text()
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert log_text.count(marker) == 0  # query strings (which may carry references) are not logged
+    assert len([line for line in lines if line["logger"] == "gateway.access" and line.get("route") == "/me"]) >= 3
+
+
 def wait_for_a_fresh_window(margin: float = 3.0) -> None:
     """Rate limits count per clock minute; start a short burst well inside one."""
     left = 60 - time.time() % 60

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
         entry |= {key: value for key, value in vars(record).items() if key not in self._STANDARD}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def configure_logging(log_format: str) -> None:
@@ -43,9 +43,14 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # uvicorn's own lines in the same format
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines in the same format
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # `RequestObservation` logs each request: no access line from uvicorn besides (uvicorn writes one whenever
+    # this logger has handlers, its own or the root's through propagation, whatever --no-access-log said)
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
 
 
 class Metrics:

@@ -103,7 +103,7 @@ class AuditedClassifier:
         return classified
 
 
-def get_classifier(
+async def get_classifier(  # async: it only assembles what the app holds (no thread hop)
     store: StoreDep,
     inference: InferenceDep,
     gate: GateDep,
