@@ -3,6 +3,8 @@ an answer that does not conform is the inference service failing, never a result
 
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,28 +32,54 @@ ANSWER = {
 }
 
 
-def answering(app_client, body: bytes) -> None:
-    """The app's inference client, with `body` as the answer of the model an image is routed to; the rest (the
-    image-kind model's answer, the model cards) is asked of the real inference service."""
-    real = httpx.Client(base_url=app_client.app.state.settings.inference_url, timeout=30)
+class _AnsweringProxy(BaseHTTPRequestHandler):
+    """Passes every request on to the real inference service, but answers a routed call with its own routed
+    answer (`server.routed`) beside the real image-kind answer."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        answer = real.request(
-            request.method,
-            request.url.path,
-            params=request.url.params,
-            content=request.content,
-            headers=request.headers,
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {
+            name: value for name, value in self.headers.items() if name.lower() not in ("host", "content-length")
+        }
+        answer = httpx.request(
+            self.command, self.server.upstream + self.path, content=body, headers=headers, timeout=30
         )
-        if request.url.path.endswith("/route"):
+        content = answer.content
+        if self.path.split("?")[0].endswith("/route"):
             routing = json.dumps(answer.json()["routing"]).encode()
-            return httpx.Response(200, content=b'{"routing": ' + routing + b', "routed": ' + body + b"}")
-        content_type = answer.headers.get("content-type", "application/json")
-        return httpx.Response(answer.status_code, content=answer.content, headers={"content-type": content_type})
+            content = b'{"routing": ' + routing + b', "routed": ' + self.server.routed + b"}"
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
 
-    app_client.app.state.inference_client.close()
-    transport = httpx.MockTransport(handle)
-    app_client.app.state.inference_client.client = httpx.Client(base_url="http://inference", transport=transport)
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def answering(app_client):
+    """Points the app's inference client at an HTTP server in front of the real inference service whose routed
+    answer (the model an image goes to) is the bytes given; the rest (the image-kind model's answer, the model
+    cards) is the real service's."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AnsweringProxy)
+    server.upstream = app_client.app.state.settings.inference_url
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = app_client.app.state.inference_client
+    real_url, client.base_url = client.base_url, f"http://127.0.0.1:{server.server_port}"
+
+    def answer(body: bytes) -> None:
+        server.routed = body
+
+    yield answer
+    client.base_url = real_url
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize(
@@ -67,9 +95,9 @@ def answering(app_client, body: bytes) -> None:
     ids=["ood-without-flag", "empty-heatmap", "unknown-region", "negative-temperature", "no-probabilities", "1-class"],
 )
 def test_a_malformed_answer_is_a_503_logged_and_nothing_is_stored(
-    app_client, database, s3_server, sample_xrays, caplog, answer
+    app_client, answering, database, s3_server, sample_xrays, caplog, answer
 ):
-    answering(app_client, json.dumps(answer).encode())
+    answering(json.dumps(answer).encode())
     before = stored_counts(database, s3_server)
 
     with caplog.at_level(logging.ERROR, logger="gateway.inference_client"):
@@ -81,14 +109,14 @@ def test_a_malformed_answer_is_a_503_logged_and_nothing_is_stored(
     assert stored_counts(database, s3_server) == before
 
 
-def test_an_answer_that_is_not_json_is_a_503(app_client, sample_xrays):
-    answering(app_client, b"<html>proxy error</html>")
+def test_an_answer_that_is_not_json_is_a_503(app_client, answering, sample_xrays):
+    answering(b"<html>proxy error</html>")
     response = app_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())})
     assert response.status_code == 503 and response.json()["code"] == "inference_unavailable"
 
 
-def test_a_conforming_answer_is_stored_and_served_whole(app_client, sample_xrays, database):
-    answering(app_client, json.dumps(ANSWER).encode())
+def test_a_conforming_answer_is_stored_and_served_whole(app_client, answering, sample_xrays, database):
+    answering(json.dumps(ANSWER).encode())
 
     result = app_client.post("/classify", files={"file": ("x.jpg", sample_xrays["normal"][0].read_bytes())}).json()
 
