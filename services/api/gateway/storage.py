@@ -21,6 +21,7 @@ import boto3
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpsession import get_cert_path
 
 from gateway.exceptions import Unavailable
 from gateway.settings import StorageSettings
@@ -73,6 +74,7 @@ class S3ObjectStore:
         self.encryption = {"ServerSideEncryption": sse} if sse else {}
         self.encryption_headers = {"x-amz-server-side-encryption": sse} if sse else {}
         self.uploads = urllib3.PoolManager(
+            ca_certs=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True),  # what boto3 verifies with
             maxsize=_UPLOAD_CONNECTIONS,
             timeout=urllib3.Timeout(connect=3, read=10),
             retries=urllib3.Retry(total=1, status_forcelist=(500, 502, 503, 504), backoff_factor=0.1),
