@@ -79,16 +79,26 @@ class _Head:
     has_unchained: bool = False  # events an older gateway wrote without chaining them
 
 
+# built once: both run in every request that records an event
+_LOCK_HEAD = (
+    update(_CHAIN)
+    .where(_CHAIN.c.id == HEAD_ID)
+    .values(head_seq=_CHAIN.c.head_seq)
+    .returning(
+        _CHAIN.c.head_seq,
+        _CHAIN.c.head_hash,
+        _CHAIN.c.anchor_seq,
+        _CHAIN.c.anchor_hash,
+        select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).exists(),
+    )
+)
+_SAVE_HEAD = update(_CHAIN).where(_CHAIN.c.id == HEAD_ID)
+
+
 def lock_head(session: Session) -> _Head:
     """The chain's head, locked until this transaction ends (and, in the same statement, whether any event
     waits to be chained)."""
-    unchained = select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).exists()
-    locked = session.execute(
-        update(_CHAIN)
-        .where(_CHAIN.c.id == HEAD_ID)
-        .values(head_seq=_CHAIN.c.head_seq)
-        .returning(_CHAIN.c.head_seq, _CHAIN.c.head_hash, _CHAIN.c.anchor_seq, _CHAIN.c.anchor_hash, unchained)
-    ).one_or_none()
+    locked = session.execute(_LOCK_HEAD).one_or_none()
     if locked is None:
         raise RuntimeError("the audit_chain row is missing: run the migrations (python -m gateway.prestart)")
     head_seq, head_hash, anchor_seq, anchor_hash, has_unchained = locked
@@ -104,9 +114,8 @@ def _seal(head: _Head, event: AuditEvent) -> None:
 
 def _save_head(session: Session, head: _Head) -> None:
     session.execute(
-        update(_CHAIN)
-        .where(_CHAIN.c.id == HEAD_ID)
-        .values(head_seq=head.seq, head_hash=head.hash, anchor_seq=head.anchor_seq, anchor_hash=head.anchor_hash)
+        _SAVE_HEAD,  # an UPDATE of the columns its parameters name
+        {"head_seq": head.seq, "head_hash": head.hash, "anchor_seq": head.anchor_seq, "anchor_hash": head.anchor_hash},
     )
 
 
