@@ -37,7 +37,8 @@ def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) of a JPEG or PNG as it is displayed: EXIF orientation applied."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
+        # a stored PNG has no EXIF (`intake`), and looking for it would decode the whole image
+        orientation = image.getexif().get(_EXIF_ORIENTATION) if image.format == "JPEG" else None
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
 
 

@@ -9,9 +9,10 @@
   image are dropped. Re-encoding would change every pixel the model and the clinician see (a JPEG is
   lossy), and would cost a decode. An EXIF orientation other than upright is kept as a new EXIF
   segment holding that one tag, so the image is still shown upright.
-- PNG: re-encoded from its pixels (lossless; the first frame of an animation), with no ancillary chunk:
-  text (tEXt, iTXt, zTXt), EXIF, times, profiles and unknown chunks are gone, and so is anything hidden
-  after the image data. Pillow reads 16-bit colour at 8 bits per channel, which is what the model reads.
+- PNG: only the picture is kept, losslessly — its header, palette, transparency and image data chunks, bit
+  for bit, each checked against its CRC; text (tEXt, iTXt, zTXt), EXIF, times, profiles, animation and
+  unknown chunks are dropped, and so is anything hidden after the image's end. Nothing is decoded: that
+  is left to the inference service, which refuses an image it cannot read before anything is stored.
 - Polyglots: a JPEG or PNG whose dropped parts (segments, chunks, trailing bytes) hold a DICOM header
   ("DICM", a File Meta or a PatientName element) is refused (422 `polyglot_image`): it carries patient
   data the DICOM de-identification never saw.
@@ -59,8 +60,7 @@ def admitted(data: bytes, decoding: Decoding) -> bytes:
         return data  # de-identified later, with the rest of its header (`dicom.deidentify`)
     if media_type == JPEG:
         return stripped_jpeg(data)
-    with decoding.slots.held():
-        return reencoded_png(data)
+    return stripped_png(data)
 
 
 def _refuse_polyglot(parts: list[bytes], container: str) -> None:
@@ -179,31 +179,45 @@ def _segment(marker: int, payload: bytes) -> bytes:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PICTURE = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+_PNG_KEPT = _PNG_PICTURE | {b"tRNS"}  # the picture and its transparency
 
 
-def reencoded_png(data: bytes) -> bytes:
-    """The PNG's pixels (its first frame) in a new PNG without ancillary chunks; transparency is kept."""
-    _refuse_polyglot(list(_png_ancillary(data)), "PNG")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            options = {"transparency": image.info["transparency"]} if "transparency" in image.info else {}
-            buffer = io.BytesIO()
-            image.save(buffer, "PNG", compress_level=6, **options)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error) as exc:
-        raise ImageError("corrupt_image", f"the image cannot be decoded: {exc}") from exc
-    return buffer.getvalue()
+@dataclass(frozen=True)
+class _Chunk:
+    kind: bytes
+    payload: bytes
+    whole: bytes  # length, type, payload and CRC, as sent
 
 
-def _png_ancillary(data: bytes) -> Iterator[bytes]:
-    """The payloads of every chunk that is not the picture, and what follows IEND."""
-    position = len(_PNG_SIGNATURE)
-    while position + 8 <= len(data):
+def stripped_png(data: bytes) -> bytes:
+    """The PNG's picture and transparency chunks, bit for bit, without every other chunk and what follows IEND."""
+    chunks, trailing = _png_chunks(data)
+    _refuse_polyglot([chunk.payload for chunk in chunks if chunk.kind not in _PNG_PICTURE] + [trailing], "PNG")
+    kept = [chunk for chunk in chunks if chunk.kind in _PNG_KEPT]
+    if kept[0].kind != b"IHDR" or not any(chunk.kind == b"IDAT" for chunk in kept):
+        raise ImageError("corrupt_image", "the PNG has no header or no image data")
+    for chunk in kept:
+        if zlib.crc32(chunk.whole[4:-4]) != struct.unpack(">I", chunk.whole[-4:])[0]:
+            raise ImageError("corrupt_image", f"the PNG's {chunk.kind.decode(errors='replace')} chunk is damaged")
+    return _PNG_SIGNATURE + b"".join(chunk.whole for chunk in kept)
+
+
+_PNG_END = _Chunk(b"IEND", b"", struct.pack(">I4sI", 0, b"IEND", zlib.crc32(b"IEND")))
+
+
+def _png_chunks(data: bytes) -> tuple[list[_Chunk], bytes]:
+    """Every chunk up to IEND, and what follows it. A PNG whose last whole chunk is not IEND gets one (its
+    pixels are all there); `corrupt_image` for one cut inside a chunk."""
+    chunks, position = [], len(_PNG_SIGNATURE)
+    while position + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
         end = position + 12 + length
-        if kind not in _PNG_PICTURE:
-            yield data[position + 8 : min(end - 4, len(data))]
+        if end > len(data):
+            break
+        chunks.append(_Chunk(kind, data[position + 8 : end - 4], data[position:end]))
         if kind == b"IEND":
-            yield data[end:]
-            return
+            return chunks, data[end:]
         position = end
+    if position != len(data) or not chunks:
+        raise ImageError("corrupt_image", "the PNG ends inside a chunk")
+    return [*chunks, _PNG_END], b""
