@@ -124,7 +124,7 @@ class Settings(DatabaseSettings, StorageSettings):
     # the most pixels an image may have (a DICOM's Rows x Columns x frames), read from its header before
     # decoding: /classify refuses more, so every stored image can be previewed; /preview renders no more
     max_image_pixels: int = Field(default=25_000_000, ge=1)
-    # images decoded at once (DICOM previews, PNG re-encoding; ~6 bytes a pixel each); a request past
+    # images decoded at once (DICOM previews; ~6 bytes a pixel each); a request past
     # them waits up to IMAGE_DECODE_WAIT_SECONDS, then gets 503 with Retry-After
     image_decode_slots: int = Field(default=2, ge=1)
     image_decode_wait_seconds: float = Field(default=10.0, ge=0)
