@@ -33,6 +33,12 @@ def test_evaluate_re_evaluates_a_run(trained, tmp_path):
     assert report["test"]["metrics"]["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"])
     assert set(report["baselines"]) == {"svm", "random_forest"}
     assert (tmp_path / "again" / "tsne.png").is_file()
+    assert (tmp_path / "again" / "worst_errors.png").is_file() == bool(report["test_images"] and errors_in(report))
+
+
+def errors_in(report: dict) -> bool:
+    scores = report["test_images"]
+    return scores["label_ids"] != scores["decided_ids"]
 
 
 def test_export_re_exports_a_run(trained, tmp_path):
@@ -54,6 +60,14 @@ def test_evaluate_an_exported_model_folder(trained, samples_dir, tmp_path):
     assert report["test"]["metrics"]["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"], abs=1e-6)
     assert report["test"]["ece"] == pytest.approx(card.metrics["calibration"]["test_ece"], abs=1e-6)
     assert report["ood"]["threshold"] == card.ood.threshold
+    # every plot of the report, from the ONNX graph and the card (the learning curves: its history)
+    assert card.training["history"]["loss"] and report["history"] == card.training["history"]
+    plots = {"roc", "precision_recall", "threshold", "calibration", "reliability", "reliability_before", "confusion",
+             "learning_curves", "ood_scores", "tsne"} | ({"worst_errors"} if errors_in(report) else set())  # fmt: skip
+    assert {path.stem for path in (tmp_path / "report").glob("*.png")} == plots
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"]({name}.png)" in markdown for name in plots)
+    assert len(report["tsne"]["points"]) == len(report["tsne"]["classes"]) > 0
 
 
 CLASSES_WITH_COVID = json.dumps(

@@ -1,9 +1,11 @@
 """What the CNN's embeddings are worth on their own: an SVM and a random forest trained on them
-(same splits, same decision rule, same metrics), and a t-SNE map of train vs test."""
+(same splits, same decision rule, same metrics), and a t-SNE map of train and test by class and source."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +30,22 @@ class Baseline(BaseModel):
 
 
 class TsneMap(BaseModel):
-    train: list[tuple[float, float]]
-    test: list[tuple[float, float]]
+    """A seeded sample of train and test embeddings projected to two dimensions; per point its
+    split, class and (where the data names them) source."""
+
+    points: list[tuple[float, float]]
+    splits: list[str]
+    classes: list[str]
+    sources: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One split's embeddings with what the t-SNE map colours them by."""
+
+    embeddings: np.ndarray
+    label_ids: np.ndarray
+    sources: np.ndarray | None = None
 
 
 def embedding_baselines(
@@ -77,13 +93,19 @@ def all_class_probabilities(classifier: Any, features: np.ndarray, num_classes: 
     return probabilities
 
 
-def tsne_map(train: np.ndarray, test: np.ndarray, seed: int) -> TsneMap:
-    """A seeded sample of each split's embeddings, projected together to two dimensions."""
+def tsne_map(splits: dict[str, Embedded], labels: Sequence[str], seed: int) -> TsneMap:
+    """Up to MAX_TSNE_POINTS of each split, drawn with a seeded generator, projected together."""
     rng = np.random.default_rng(seed)
-    train = train[rng.permutation(len(train))[:MAX_TSNE_POINTS]]
-    test = test[rng.permutation(len(test))[:MAX_TSNE_POINTS]]
-    points = np.concatenate([train, test])
+    chosen = {name: rng.permutation(len(split.embeddings))[:MAX_TSNE_POINTS] for name, split in splits.items()}
+    points = np.concatenate([split.embeddings[chosen[name]] for name, split in splits.items()])
     perplexity = float(min(30, max(2, (len(points) - 1) // 3)))
     projected = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-    as_pairs = [(float(x), float(y)) for x, y in projected]
-    return TsneMap(train=as_pairs[: len(train)], test=as_pairs[len(train) :])
+    with_sources = all(split.sources is not None for split in splits.values())
+    return TsneMap(
+        points=[(float(x), float(y)) for x, y in projected],
+        splits=[name for name, rows in chosen.items() for _ in rows],
+        classes=[labels[int(splits[name].label_ids.reshape(-1)[row])] for name, rows in chosen.items() for row in rows],
+        sources=[str(splits[name].sources[row]) for name, rows in chosen.items() for row in rows]  # type: ignore[index]
+        if with_sources
+        else None,
+    )

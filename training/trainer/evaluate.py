@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from cxr_model.answer import calibrated
 from cxr_model.card import Calibration, Decision, ModelCard, TensorSpec
-from trainer.baselines import Baseline, TsneMap, embedding_baselines, tsne_map
+from trainer.baselines import Baseline, Embedded, TsneMap, embedding_baselines, tsne_map
 from trainer.config import TrainConfig
 from trainer.data import Dataset, config_spec
 from trainer.decision import decided_label_ids, positive_class
@@ -50,6 +50,23 @@ SCORED_SPLITS = ("val", "test")
 Scorer = Callable[[np.ndarray], np.ndarray]  # images -> one value (or row) per image
 
 
+class PerImageScores(BaseModel):
+    """Per test image, as served: the truth, the calibrated probabilities and the source (image-csv
+    `source` column). The report's curves are drawn from these."""
+
+    label_ids: list[int]
+    decided_ids: list[int]  # the label the card's decision gives, as served
+    probabilities: list[list[float]]
+    sources: list[str] | None = None
+
+    def worst_errors(self, count: int) -> list[int]:
+        """The wrongly decided images, the lowest probability of the true class first."""
+        truth, decided = np.asarray(self.label_ids), np.asarray(self.decided_ids)
+        true_probability = np.asarray(self.probabilities)[np.arange(len(truth)), truth]
+        wrong = np.flatnonzero(decided != truth)
+        return wrong[np.argsort(true_probability[wrong], kind="stable")][:count].tolist()
+
+
 class Evaluation(BaseModel):
     """What was chosen on val and measured on val and test; the card and the report are made from it."""
 
@@ -65,6 +82,8 @@ class Evaluation(BaseModel):
     baselines: dict[str, Baseline] = {}
     tsne: TsneMap | None = None
     intervals: dict[str, dict[str, Interval]] = {}  # split -> metric -> bootstrap 95% interval
+    test_images: PerImageScores | None = None  # None in reports written before they were kept
+    history: dict[str, list[float]] = {}  # per epoch, Keras' names (loss, val_loss, val_auc, ...)
 
     def card_metrics(self) -> dict[str, dict[str, float]]:
         """The card's `metrics`: val and test, and calibration in a section of its own."""
@@ -94,10 +113,11 @@ def evaluate(fitted: FitResult, dataset: Dataset, config: TrainConfig, chosen: M
         ood_threshold_chosen,
         decided_correctly(rule, raw["test"], dataset),
     )
+    evaluation = evaluation.model_copy(update={"ood": ood, "history": fitted.history})
     if not config.embedding_baselines:
-        return evaluation.model_copy(update={"ood": ood})
+        return evaluation
     baselines, tsne = embedding_comparisons(embed, fitted, dataset, rule, config)
-    return evaluation.model_copy(update={"ood": ood, "baselines": baselines, "tsne": tsne})
+    return evaluation.model_copy(update={"baselines": baselines, "tsne": tsne})
 
 
 def log_decision(evaluation: Evaluation) -> None:
@@ -108,12 +128,13 @@ def log_decision(evaluation: Evaluation) -> None:
 def embedding_comparisons(
     embed: Scorer, fitted: FitResult, dataset: Dataset, rule: ModelCard, config: TrainConfig
 ) -> tuple[dict[str, Baseline], TsneMap]:
-    """The SVM and random forest on the embeddings, and the t-SNE map of train vs test."""
+    """The SVM and random forest on the embeddings, and the t-SNE map of train and test."""
     splits = {"train": fitted.train} | {name: dataset.splits[name] for name in SCORED_SPLITS}
     embeddings = {name: embed(split.images) for name, split in splits.items()}
     label_ids = {name: split.label_ids for name, split in splits.items()}
     baselines = embedding_baselines(embeddings, label_ids, rule, config.min_sensitivity, config.seed)
-    return baselines, tsne_map(embeddings["train"], embeddings["test"], config.seed)
+    mapped = {name: Embedded(embeddings[name], label_ids[name], splits[name].sources) for name in ("train", "test")}
+    return baselines, tsne_map(mapped, dataset.labels, config.seed)
 
 
 def predictor(model: keras.Model, batch_size: int) -> Scorer:
@@ -191,6 +212,17 @@ def measure(
         intervals={
             name: bootstrap_intervals(rule, label_ids[name], served[name], config.seed) for name in SCORED_SPLITS
         },
+        test_images=per_image_scores(dataset, served["test"], rule),
+    )
+
+
+def per_image_scores(dataset: Dataset, served_test: np.ndarray, rule: ModelCard) -> PerImageScores:
+    sources = dataset.test.sources
+    return PerImageScores(
+        label_ids=dataset.test.label_ids.reshape(-1).tolist(),
+        decided_ids=decided_label_ids(rule, served_test).tolist(),
+        probabilities=served_test.tolist(),
+        sources=None if sources is None else [str(source) for source in sources],
     )
 
 
@@ -218,4 +250,11 @@ def evaluate_ood(
     metrics = ood_metrics(test_scores, out_scores, threshold, val_scores)
     metrics = metrics.model_copy(update=test_flag_figures(test_scores > threshold, test_correct, dataset.test.sources))
     log.info("OOD threshold %.3f; %s", threshold, metrics.for_card())
-    return OodEvaluation(threshold=threshold, metrics=metrics)
+    scores = scores_by_source(test_scores, dataset.test.sources) | {kind: s.tolist() for kind, s in out_scores.items()}
+    return OodEvaluation(threshold=threshold, metrics=metrics, scores=scores)
+
+
+def scores_by_source(scores: np.ndarray, sources: np.ndarray | None) -> dict[str, list[float]]:
+    if sources is None:
+        return {"test": scores.tolist()}
+    return {f"test: {source}": scores[sources == source].tolist() for source in np.unique(sources)}

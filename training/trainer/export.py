@@ -40,7 +40,7 @@ from trainer.config import TrainConfig
 from trainer.data import Dataset, config_spec
 from trainer.evaluate import Evaluation
 from trainer.fit import FitResult, TrainingRecord
-from trainer.model import INPUT_NAME, OUTPUT_NAME, classifier_kernel, trust_model
+from trainer.model import EMBEDDING_LAYER, INPUT_NAME, OUTPUT_NAME, classifier_kernel, trust_model
 from trainer.parity import CAM_OUTPUT, OOD_OUTPUT, Parity, check_parity, parity_report, trust_parity
 from trainer.trust import Mahalanobis
 
@@ -175,6 +175,22 @@ def onnx_outputs(model_bytes: bytes, images: np.ndarray, names: list[str] | None
     session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = names or [output.name for output in session.get_outputs()]
     return dict(zip(names, session.run(names, {INPUT_NAME: images.astype(np.float32)}), strict=True))
+
+
+def onnx_embeddings(model_bytes: bytes, images: np.ndarray) -> np.ndarray | None:
+    """The features the classifier sees, read inside the graph: the output of the `embedding`
+    layer's global average pooling (N, K). None when the graph has no such node."""
+    model_proto = onnx.load_from_string(model_bytes)
+    pooled = [
+        node.output[0]
+        for node in model_proto.graph.node
+        if node.op_type == "GlobalAveragePool" and f"/{EMBEDDING_LAYER}" in node.name
+    ]
+    if len(pooled) != 1:
+        return None
+    model_proto.graph.output.append(onnx.helper.make_tensor_value_info(pooled[0], onnx.TensorProto.FLOAT, None))
+    values = onnx_outputs(model_proto.SerializeToString(), images, [pooled[0]])[pooled[0]]
+    return values.reshape(len(images), -1)
 
 
 def tensor_specs(model_proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:

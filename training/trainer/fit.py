@@ -72,6 +72,7 @@ class TrainingRecord(BaseModel):
     date: str
     fit_seconds: float
     wall_seconds: float
+    history: dict[str, list[float]] = {}  # per epoch (the report's learning curves)
 
     def for_card(self) -> dict[str, Any]:
         return self.model_dump(mode="json") | {"data": self.data.model_dump(mode="json", exclude_none=True)}
@@ -310,6 +311,7 @@ def training_record(
         date=started.date().isoformat(),
         fit_seconds=round(fitted.fit_seconds, 1),
         wall_seconds=round(wall_seconds, 1),
+        history={name: [round(value, 6) for value in values] for name, values in fitted.history.items()},
     )
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 from cxr_model.card import ONNX_FILE, ModelCard
 from trainer import run_record
+from trainer.baselines import Embedded, TsneMap, tsne_map
 from trainer.config import REPO_ROOT, ConfigError, TrainConfig, validate
 from trainer.data import Dataset, config_spec, load_dataset
 from trainer.evaluate import Evaluation, decided_correctly, evaluate, evaluate_ood, measure, source_name
-from trainer.export import export, onnx_outputs, onnx_probabilities
-from trainer.fit import fit, fix_seeds, training_record
+from trainer.export import export, onnx_embeddings, onnx_outputs, onnx_probabilities
+from trainer.fit import FitResult, fit, fix_seeds, training_record
+from trainer.gallery import GalleryImage, keras_heatmaps, onnx_heatmaps, worst_error_gallery
 from trainer.report import write_report
 
 log = logging.getLogger("trainer")
@@ -41,7 +43,7 @@ def train(config: TrainConfig) -> ModelCard:
     run_record.save_fit(run_dir, fitted)
     evaluation = evaluate(fitted, dataset, config)
     run_record.save_evaluation(run_dir, evaluation)
-    write_report(run_dir / run_record.REPORT, evaluation)
+    write_report(run_dir / run_record.REPORT, evaluation, keras_gallery(fitted, dataset, evaluation))
     training = training_record(fitted, dataset, config, started, time.monotonic() - clock)
     run_record.save_training(run_dir, training)
     return export(fitted, dataset, evaluation, training, config, run_dir)
@@ -58,8 +60,14 @@ def evaluate_run(run_dir: Path, report_dir: Path | None = None) -> Evaluation:
     dataset = load_dataset(config)
     fitted = run_record.read_fit(run_dir, dataset, config)
     evaluation = evaluate(fitted, dataset, config, chosen=run_record.read_card(run_dir))
-    write_report(report_dir or run_dir / run_record.REPORT, evaluation)
+    write_report(report_dir or run_dir / run_record.REPORT, evaluation, keras_gallery(fitted, dataset, evaluation))
     return evaluation
+
+
+def keras_gallery(fitted: FitResult, dataset: Dataset, evaluation: Evaluation) -> list[GalleryImage]:
+    return worst_error_gallery(
+        evaluation.test_images, dataset.test.images, dataset.labels, keras_heatmaps(fitted.model)
+    )
 
 
 def evaluate_model_dir(
@@ -90,10 +98,29 @@ def evaluate_model_dir(
             decided_correctly(card, raw["test"], dataset),
         )
         evaluation = evaluation.model_copy(update={"ood": ood})
-    write_report(report_dir or REPO_ROOT / "training" / "reports" / f"{card.name}-{card.version}", evaluation)
+    history = card.training.get("history", {})
+    evaluation = evaluation.model_copy(
+        update={"history": history, "tsne": onnx_tsne(model_bytes, dataset, config.seed)}
+    )
+    gallery = worst_error_gallery(
+        evaluation.test_images, dataset.test.images, dataset.labels, onnx_heatmaps(model_bytes, card)
+    )
+    write_report(report_dir or REPO_ROOT / "training" / "reports" / f"{card.name}-{card.version}", evaluation, gallery)
     if update_card:
         card.model_copy(update={"metrics_ci": evaluation.intervals}).write(model_dir)
     return evaluation
+
+
+def onnx_tsne(model_bytes: bytes, dataset: Dataset, seed: int) -> TsneMap | None:
+    """The t-SNE map of the exported graph's embeddings of train and test (None: no embedding node)."""
+    mapped = {}
+    for name in ("train", "test"):
+        split = dataset.splits[name]
+        embeddings = onnx_embeddings(model_bytes, split.images)
+        if embeddings is None:
+            return None
+        mapped[name] = Embedded(embeddings, split.label_ids, split.sources)
+    return tsne_map(mapped, dataset.labels, seed)
 
 
 def export_run(run_dir: Path, export_to: Path | None = None) -> ModelCard:

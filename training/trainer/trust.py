@@ -150,6 +150,8 @@ class OodEvaluation(BaseModel):
     fitted_on: str = "train"
     threshold_on: str = "val"
     metrics: OodMetrics
+    # the scores behind the metrics, for the report's histogram: "test" (or "test: <source>") and each out kind
+    scores: dict[str, list[float]] = {}
 
     def for_card(self, output: str) -> OutOfDistribution:
         return OutOfDistribution(
