@@ -184,9 +184,9 @@ def readme(card: ModelCard, figures: dict[str, dict[str, float]], intervals: Int
         "",
         *[f"- held out {name}: {targets_met(values)}" for name, values in figures.items()],
         "",
-        "The shipped model's full report (ROC with the threshold, reliability, confusion matrix, the unusual-image "
-        "guard by source) is `report.md` here (the t-SNE of its training run: `tsne.png`); each held-out model's "
-        "is in `held-out-<sources>/`. "
+        "The shipped model's full report (ROC and precision-recall with the threshold, calibration, confusion "
+        "matrix, the unusual-image score by source, t-SNE by class and source, the worst errors with their "
+        "heatmaps) is `report.md` here; each held-out model's is in `held-out-<sources>/`. "
         f"The unusual-image threshold is {card.ood.threshold:.3f} ({card.ood.threshold_on}); `held_out.json` "
         "holds the ratios it was set from. Made by `training/held_out_sources.py` (`bash scripts/train.sh adult`); "
         "what was tried and what the data would need: `NOTES.md`.",

@@ -1,9 +1,11 @@
-"""Bootstrap confidence intervals of a split's metrics (the card's `metrics_ci`)."""
+"""Bootstrap confidence intervals of a split's metrics (the card's `metrics_ci`), and the ECE a perfectly
+calibrated model would measure on a split of that size."""
 
 import numpy as np
+import pytest
 from training_support import binary_card, card_for
 
-from trainer.metrics import bootstrap_intervals, decided_metrics
+from trainer.metrics import bootstrap_intervals, decided_metrics, ece_of_perfect_calibration, expected_calibration_error
 
 
 def scored(count: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -42,3 +44,18 @@ def test_multiclass_intervals_include_per_class_recall():
     intervals = bootstrap_intervals(card, truth, probabilities, seed=0)
     assert intervals["recall_a"] == (1.0, 1.0)
     assert {"accuracy", "macro_f1", "roc_auc", "ece"} <= set(intervals)
+
+
+def test_the_ece_a_perfectly_calibrated_model_measures_shrinks_with_the_split():
+    """Labels drawn from p = 0.5: the ECE is |accuracy - 0.5|, whose mean is sqrt(0.25 / n) * sqrt(2 / pi)."""
+    for count in (100, 10_000):
+        probabilities = np.full((count, 2), 0.5)
+        mean, high = ece_of_perfect_calibration(probabilities, seed=0, draws=400)
+        expected = np.sqrt(0.25 / count) * np.sqrt(2 / np.pi)
+        assert mean == pytest.approx(expected, rel=0.15) and high > mean
+    # three classes: the labels follow each row's probabilities, so the floor stays small on a large split
+    rows = np.random.default_rng(0).dirichlet((1.0, 1.0, 1.0), 5000)
+    mean, high = ece_of_perfect_calibration(rows, seed=0, draws=50)
+    assert 0 < mean < high < 0.03
+    # a model that is not calibrated measures far above it
+    assert expected_calibration_error(np.zeros(5000, dtype=int), rows) > 10 * high

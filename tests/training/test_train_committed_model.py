@@ -8,6 +8,7 @@ from cxr_model.answer import calibrated
 from cxr_model.card import CARD_FILE, ONNX_FILE, ModelCard, file_sha256
 from cxr_model.preprocessing import preprocess_bytes
 from trainer.data import NpzDataSet, load_splits, preprocessing_spec
+from trainer.export import onnx_embeddings, onnx_outputs
 from trainer.metrics import binary_metrics, evaluate_split, expected_calibration_error
 
 
@@ -123,3 +124,21 @@ def test_a_real_jpeg_upload_gets_probabilities(card, session, data_dir):
     np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
     assert heatmaps.shape == (1, 2, *card.explanation.shape)
     assert ood_score[0] <= card.ood.threshold  # a real chest X-ray is not flagged
+
+
+def test_the_embedding_read_inside_the_graph_is_what_the_classifier_sees(committed_model_dir, card):
+    """The heatmaps are the feature maps weighted by the classifier's kernel, so their spatial mean is
+    linear in the embedding (the feature maps' global average): a least-squares fit from the
+    embeddings the report's t-SNE reads (`onnx_embeddings`) to those means leaves no residual."""
+    model_bytes = (committed_model_dir / ONNX_FILE).read_bytes()
+    images = np.random.default_rng(0).uniform(0, 255, (200, 28, 28, 1)).astype(np.float32)
+    embeddings = onnx_embeddings(model_bytes, images)
+    assert embeddings is not None and embeddings.shape[0] == 200 and embeddings.shape[1] < 200
+    heatmap_means = onnx_outputs(model_bytes, images, [card.explanation.output])[card.explanation.output].mean(
+        axis=(2, 3)
+    )
+    kernel, *_ = np.linalg.lstsq(embeddings, heatmap_means, rcond=None)
+    assert np.abs(embeddings @ kernel - heatmap_means).max() <= 1e-4 * np.abs(heatmap_means).max()
+    shuffled = np.random.default_rng(1).permutation(embeddings)  # other images' embeddings do not fit
+    kernel, *_ = np.linalg.lstsq(shuffled, heatmap_means, rcond=None)
+    assert np.abs(shuffled @ kernel - heatmap_means).max() > 1e-2 * np.abs(heatmap_means).max()

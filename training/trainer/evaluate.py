@@ -30,6 +30,7 @@ from trainer.metrics import (
     SplitEvaluation,
     bootstrap_intervals,
     choose_threshold,
+    ece_of_perfect_calibration,
     evaluate_split,
     expected_calibration_error,
     operating_point,
@@ -83,6 +84,8 @@ class Evaluation(BaseModel):
     tsne: TsneMap | None = None
     intervals: dict[str, dict[str, Interval]] = {}  # split -> metric -> bootstrap 95% interval
     test_images: PerImageScores | None = None  # None in reports written before they were kept
+    # split -> (mean, 95th percentile) of the ECE a perfectly calibrated model would measure there
+    ece_of_perfect_calibration: dict[str, Interval] = {}
     history: dict[str, list[float]] = {}  # per epoch, Keras' names (loss, val_loss, val_auc, ...)
 
     def card_metrics(self) -> dict[str, dict[str, float]]:
@@ -213,6 +216,9 @@ def measure(
             name: bootstrap_intervals(rule, label_ids[name], served[name], config.seed) for name in SCORED_SPLITS
         },
         test_images=per_image_scores(dataset, served["test"], rule),
+        ece_of_perfect_calibration={
+            name: ece_of_perfect_calibration(served[name], config.seed) for name in SCORED_SPLITS
+        },
     )
 
 

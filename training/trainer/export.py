@@ -40,7 +40,7 @@ from trainer.config import TrainConfig
 from trainer.data import Dataset, config_spec
 from trainer.evaluate import Evaluation
 from trainer.fit import FitResult, TrainingRecord
-from trainer.model import EMBEDDING_LAYER, INPUT_NAME, OUTPUT_NAME, classifier_kernel, trust_model
+from trainer.model import INPUT_NAME, OUTPUT_NAME, classifier_kernel, trust_model
 from trainer.parity import CAM_OUTPUT, OOD_OUTPUT, Parity, check_parity, parity_report, trust_parity
 from trainer.trust import Mahalanobis
 
@@ -178,19 +178,17 @@ def onnx_outputs(model_bytes: bytes, images: np.ndarray, names: list[str] | None
 
 
 def onnx_embeddings(model_bytes: bytes, images: np.ndarray) -> np.ndarray | None:
-    """The features the classifier sees, read inside the graph: the output of the `embedding`
-    layer's global average pooling (N, K). None when the graph has no such node."""
+    """The features the classifier sees, read inside the graph: the input of the softmax layer's
+    MatMul (N, K), as `model.embedding_model` gives them in Keras. None when the graph has no such node."""
     model_proto = onnx.load_from_string(model_bytes)
-    pooled = [
-        node.output[0]
-        for node in model_proto.graph.node
-        if node.op_type == "GlobalAveragePool" and f"/{EMBEDDING_LAYER}" in node.name
+    classifier_inputs = [
+        node.input[0] for node in model_proto.graph.node if node.op_type == "MatMul" and f"/{OUTPUT_NAME}" in node.name
     ]
-    if len(pooled) != 1:
+    if len(classifier_inputs) != 1:
         return None
-    model_proto.graph.output.append(onnx.helper.make_tensor_value_info(pooled[0], onnx.TensorProto.FLOAT, None))
-    values = onnx_outputs(model_proto.SerializeToString(), images, [pooled[0]])[pooled[0]]
-    return values.reshape(len(images), -1)
+    name = classifier_inputs[0]
+    model_proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return onnx_outputs(model_proto.SerializeToString(), images, [name])[name]
 
 
 def tensor_specs(model_proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:

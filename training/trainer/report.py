@@ -184,12 +184,13 @@ def tsne_plot(tsne: TsneMap, path: Path) -> None:
     figure, axes_row = plt.subplots(1, len(colourings), figsize=(5.5 * len(colourings), 5), squeeze=False)
     for axes, (by, values) in zip(axes_row[0], colourings.items(), strict=True):
         values_array = np.asarray(values)
-        for value in sorted(set(values)):
+        for colour, value in enumerate(sorted(set(values))):
             for split, marker in (("train", "o"), ("test", "x")):
                 chosen = (values_array == value) & (splits == split)
                 if chosen.any():
                     x, y = points[chosen].T
-                    axes.scatter(x, y, s=8, marker=marker, alpha=0.6, label=f"{value}, {split} ({int(chosen.sum())})")
+                    label = f"{value}, {split} ({int(chosen.sum())})"
+                    axes.scatter(x, y, s=8, marker=marker, color=f"C{colour % 10}", alpha=0.6, label=label)
         axes.set_title(f"t-SNE of the embeddings, by {by}")
         axes.legend(fontsize=7, markerscale=1.5)
     _save(figure, path)
@@ -199,7 +200,7 @@ def gallery_plot(gallery: Sequence[GalleryImage], path: Path) -> None:
     """The worst errors, each with the heatmap of the label given over it."""
     columns = min(4, len(gallery))
     rows = -(-len(gallery) // columns)
-    figure, axes_grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.6 * rows), squeeze=False)
     for axes in axes_grid.flat:
         axes.axis("off")
     for axes, item in zip(axes_grid.flat, gallery, strict=False):
@@ -301,7 +302,8 @@ def markdown(
     ]
     lines += interval_lines(evaluation.intervals.get("test", {}), table_row(test))
     lines += operating_point_lines(evaluation)
-    lines += calibration_lines(evaluation.calibration) + ood_lines(evaluation.ood)
+    lines += calibration_lines(evaluation.calibration) + ece_floor_lines(evaluation)
+    lines += ood_lines(evaluation.ood)
     lines += ["## Per class (test)", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     lines += [
         f"| {label} | {row.precision:.3f} | {row.recall:.3f} | {row.f1:.3f} | {row.support} |"
@@ -376,6 +378,23 @@ def calibration_lines(calibration: Calibration | None) -> list[str]:
         "|---|---|---|",
     ]
     lines += [f"| {name} | {ece['before']:.4f} | {ece['after']:.4f} |" for name, ece in calibration.ece.items()]
+    return [*lines, ""]
+
+
+def ece_floor_lines(evaluation: Evaluation) -> list[str]:
+    floors = evaluation.ece_of_perfect_calibration
+    if not floors:
+        return []
+    measured = {"val": evaluation.val.ece, "test": evaluation.test.ece}
+    lines = [
+        "How far the ECE can go down on splits of this size: a perfectly calibrated model with these "
+        "probabilities (each label drawn from them, 200 draws) would measure, on average and at the 95th "
+        "percentile:",
+        "",
+        "| split | ECE measured | perfectly calibrated: mean | 95th percentile |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {measured[name]:.4f} | {mean:.4f} | {high:.4f} |" for name, (mean, high) in floors.items()]
     return [*lines, ""]
 
 
