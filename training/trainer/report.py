@@ -312,6 +312,9 @@ def markdown(
     lines += gallery_lines(gallery)
     lines += ["", "## Plots", ""]
     lines += [f"- {what}: ![{Path(name).stem}]({name})" for name, what in plots.items()]
+    if not evaluation.history:
+        lines.append("- learning curves: not drawn, this evaluation has no training history (model cards keep it")
+        lines.append("  in `training.history` since the trainer records it; a new training run draws them)")
     return "\n".join(lines) + "\n"
 
 

@@ -29,15 +29,8 @@ INFERENCE_UNAVAILABLE = "inference_unavailable"
 _CONNECTIONS = 20  # kept open; more are opened (and closed) under higher load
 
 
-class _OnceMoreOnAClosedConnection(urllib3.Retry):
-    """A request that met a kept-alive connection the server had just closed is sent once more, on a new one
-    (the calls are stateless); one that timed out is not: the caller has waited long enough."""
-
-    def _is_read_error(self, err: Exception) -> bool:
-        return isinstance(err, ProtocolError)
-
-
-_RETRY = _OnceMoreOnAClosedConnection(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None)
+# A refused connection is tried once more; an error after the request went out is raised to `_request`.
+_RETRY = urllib3.Retry(total=1, connect=1, read=False, status=0, other=0, redirect=0)
 
 
 class InferenceClient:
@@ -109,7 +102,7 @@ class InferenceClient:
         """The service's 2xx answer; `Unavailable` when it cannot be reached or fails, its refusal for a 4xx."""
         url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
         try:
-            response = self.pool.request(method, url, body=body, headers=headers, timeout=timeout or self.timeout)
+            response = self._request(method, url, body, headers, timeout or self.timeout)
         except HTTPError as exc:
             raise Unavailable(INFERENCE_UNAVAILABLE, f"the inference service cannot be reached: {exc}") from exc
         if response.status >= 500:
@@ -117,6 +110,16 @@ class InferenceClient:
         if response.status >= 400:
             raise _refusal(response)
         return response
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None, timeout: urllib3.Timeout
+    ) -> urllib3.BaseHTTPResponse:
+        """A call that met a kept-alive connection the server had just closed is sent once more, on a new one
+        (the calls are stateless); one that timed out is not: the caller has waited long enough."""
+        try:
+            return self.pool.request(method, url, body=body, headers=headers, timeout=timeout)
+        except ProtocolError:
+            return self.pool.request(method, url, body=body, headers=headers, timeout=timeout)
 
     def ready(self) -> bool:
         try:
