@@ -62,6 +62,7 @@ def test_evaluate_an_exported_model_folder(trained, samples_dir, tmp_path):
     assert report["ood"]["threshold"] == card.ood.threshold
     # every plot of the report, from the ONNX graph and the card (the learning curves: its history)
     assert card.training["history"]["loss"] and report["history"] == card.training["history"]
+    assert report["best_epoch"] == card.training["best_epoch"] <= len(card.training["history"]["loss"])
     plots = {"roc", "precision_recall", "threshold", "calibration", "reliability", "reliability_before", "confusion",
              "learning_curves", "ood_scores", "tsne"} | ({"worst_errors"} if errors_in(report) else set())  # fmt: skip
     assert {path.stem for path in (tmp_path / "report").glob("*.png")} == plots

@@ -74,6 +74,7 @@ def test_baselines_learn_from_embeddings_and_the_report_shows_them(tmp_path):
             "auc": [0.6, 0.8, 0.9],
             "val_auc": [0.6, 0.7, 0.7],
         },
+        best_epoch=2,
         ood=ood,
     )
     images = np.random.default_rng(1).uniform(0, 255, (90, 16, 16, 1))

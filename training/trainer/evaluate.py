@@ -22,7 +22,7 @@ from trainer.baselines import Baseline, Embedded, TsneMap, embedding_baselines, 
 from trainer.config import TrainConfig
 from trainer.data import Dataset, config_spec
 from trainer.decision import decided_label_ids, positive_class
-from trainer.fit import FitResult
+from trainer.fit import FitResult, best_epoch
 from trainer.metrics import (
     Interval,
     OperatingPoint,
@@ -87,6 +87,7 @@ class Evaluation(BaseModel):
     # split -> (mean, 95th percentile) of the ECE a perfectly calibrated model would measure there
     ece_of_perfect_calibration: dict[str, Interval] = {}
     history: dict[str, list[float]] = {}  # per epoch, Keras' names (loss, val_loss, val_auc, ...)
+    best_epoch: int | None = None  # 1-based: the epoch whose weights the model keeps
 
     def card_metrics(self) -> dict[str, dict[str, float]]:
         """The card's `metrics`: val and test, and calibration in a section of its own."""
@@ -116,7 +117,8 @@ def evaluate(fitted: FitResult, dataset: Dataset, config: TrainConfig, chosen: M
         ood_threshold_chosen,
         decided_correctly(rule, raw["test"], dataset),
     )
-    evaluation = evaluation.model_copy(update={"ood": ood, "history": fitted.history})
+    history = {"history": fitted.history, "best_epoch": best_epoch(fitted.history, config.monitor)}
+    evaluation = evaluation.model_copy(update={"ood": ood} | history)
     if not config.embedding_baselines:
         return evaluation
     baselines, tsne = embedding_comparisons(embed, fitted, dataset, rule, config)

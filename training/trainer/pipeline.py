@@ -98,10 +98,8 @@ def evaluate_model_dir(
             decided_correctly(card, raw["test"], dataset),
         )
         evaluation = evaluation.model_copy(update={"ood": ood})
-    history = card.training.get("history", {})
-    evaluation = evaluation.model_copy(
-        update={"history": history, "tsne": onnx_tsne(model_bytes, dataset, config.seed)}
-    )
+    history = {"history": card.training.get("history", {}), "best_epoch": card.training.get("best_epoch")}
+    evaluation = evaluation.model_copy(update=history | {"tsne": onnx_tsne(model_bytes, dataset, config.seed)})
     gallery = worst_error_gallery(
         evaluation.test_images, dataset.test.images, dataset.labels, onnx_heatmaps(model_bytes, card)
     )

@@ -64,7 +64,7 @@ def draw_plots(
     confusion_plot(test, evaluation.labels, report_dir / "confusion.png")
     plots["confusion.png"] = "confusion matrix: counts and rates"
     if evaluation.history:
-        learning_curves_plot(evaluation.history, report_dir / "learning_curves.png")
+        learning_curves_plot(evaluation.history, evaluation.best_epoch, report_dir / "learning_curves.png")
         plots["learning_curves.png"] = "learning curves (train and val, per epoch)"
     if evaluation.ood is not None and evaluation.ood.scores:
         ood_histogram_plot(evaluation.ood, report_dir / "ood_scores.png")
@@ -146,8 +146,8 @@ def calibration_plot(truth: np.ndarray, scores: np.ndarray, positive: str, path:
     _save(figure, path)
 
 
-def learning_curves_plot(history: dict[str, list[float]], path: Path) -> None:
-    """Per epoch, each figure Keras kept on train and on val."""
+def learning_curves_plot(history: dict[str, list[float]], best_epoch: int | None, path: Path) -> None:
+    """Per epoch, each figure Keras kept on train and on val; the epoch whose weights were kept marked."""
     names = [name for name in LEARNING_CURVES if name in history]
     figure, axes_row = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
     for axes, name in zip(axes_row[0], names, strict=True):
@@ -155,6 +155,8 @@ def learning_curves_plot(history: dict[str, list[float]], path: Path) -> None:
         axes.plot(epochs, history[name], label="train")
         if f"val_{name}" in history:
             axes.plot(epochs, history[f"val_{name}"], label="val")
+        if best_epoch is not None:
+            axes.axvline(best_epoch, color="grey", linestyle="--", label=f"kept (epoch {best_epoch})")
         axes.set(xlabel="epoch", title=name)
         axes.legend(fontsize=8)
     _save(figure, path)
