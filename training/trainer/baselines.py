@@ -100,12 +100,11 @@ def tsne_map(splits: dict[str, Embedded], labels: Sequence[str], seed: int) -> T
     points = np.concatenate([split.embeddings[chosen[name]] for name, split in splits.items()])
     perplexity = float(min(30, max(2, (len(points) - 1) // 3)))
     projected = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-    with_sources = all(split.sources is not None for split in splits.values())
+    label_ids = np.concatenate([split.label_ids.reshape(-1)[chosen[name]] for name, split in splits.items()])
+    sources = [split.sources[chosen[name]] for name, split in splits.items() if split.sources is not None]
     return TsneMap(
         points=[(float(x), float(y)) for x, y in projected],
         splits=[name for name, rows in chosen.items() for _ in rows],
-        classes=[labels[int(splits[name].label_ids.reshape(-1)[row])] for name, rows in chosen.items() for row in rows],
-        sources=[str(splits[name].sources[row]) for name, rows in chosen.items() for row in rows]  # type: ignore[index]
-        if with_sources
-        else None,
+        classes=[labels[int(label)] for label in label_ids],
+        sources=[str(source) for source in np.concatenate(sources)] if len(sources) == len(splits) else None,
     )

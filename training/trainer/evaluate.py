@@ -115,10 +115,10 @@ def evaluate(fitted: FitResult, dataset: Dataset, config: TrainConfig, chosen: M
         dataset,
         config,
         ood_threshold_chosen,
-        decided_correctly(rule, raw["test"], dataset),
+        decided_correctly(evaluation),
     )
-    history = {"history": fitted.history, "best_epoch": best_epoch(fitted.history, config.monitor)}
-    evaluation = evaluation.model_copy(update={"ood": ood} | history)
+    epochs = {"history": fitted.history, "best_epoch": best_epoch(fitted.history, config.monitor)}
+    evaluation = evaluation.model_copy(update={"ood": ood} | epochs)
     if not config.embedding_baselines:
         return evaluation
     baselines, tsne = embedding_comparisons(embed, fitted, dataset, rule, config)
@@ -234,9 +234,10 @@ def per_image_scores(dataset: Dataset, served_test: np.ndarray, rule: ModelCard)
     )
 
 
-def decided_correctly(rule: ModelCard, raw_test: np.ndarray, dataset: Dataset) -> np.ndarray:
-    """Per test image: whether the label `rule` decides (as served) is the true one."""
-    return decided_label_ids(rule, calibrated(rule, raw_test)) == dataset.test.label_ids
+def decided_correctly(evaluation: Evaluation) -> np.ndarray | None:
+    """Per test image: whether the label decided as served is the true one (from the kept per-image scores)."""
+    scores = evaluation.test_images
+    return None if scores is None else np.asarray(scores.decided_ids) == np.asarray(scores.label_ids)
 
 
 def evaluate_ood(

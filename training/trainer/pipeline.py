@@ -95,11 +95,11 @@ def evaluate_model_dir(
             dataset,
             config,
             card.ood.threshold,
-            decided_correctly(card, raw["test"], dataset),
+            decided_correctly(evaluation),
         )
         evaluation = evaluation.model_copy(update={"ood": ood})
-    history = {"history": card.training.get("history", {}), "best_epoch": card.training.get("best_epoch")}
-    evaluation = evaluation.model_copy(update=history | {"tsne": onnx_tsne(model_bytes, dataset, config.seed)})
+    epochs = {"history": card.training.get("history", {}), "best_epoch": card.training.get("best_epoch")}
+    evaluation = evaluation.model_copy(update=epochs | {"tsne": onnx_tsne(model_bytes, dataset, config.seed)})
     gallery = worst_error_gallery(
         evaluation.test_images, dataset.test.images, dataset.labels, onnx_heatmaps(model_bytes, card)
     )

@@ -22,7 +22,7 @@ from cxr_model.card import Calibration, Decision
 from trainer.baselines import TsneMap
 from trainer.evaluate import Evaluation, PerImageScores
 from trainer.gallery import GalleryImage
-from trainer.metrics import BinaryMetrics, ReliabilityBin, SplitEvaluation
+from trainer.metrics import BinaryMetrics, Metrics, ReliabilityBin, SplitEvaluation
 from trainer.trust import OodEvaluation, OodMetrics
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -86,7 +86,7 @@ def positive_scores(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray] | N
     return np.asarray(images.label_ids), np.asarray(images.probabilities)[:, 1]
 
 
-def roc_plot(rows: dict[str, SplitEvaluation], shipped: Any, threshold: float | None, path: Path) -> None:
+def roc_plot(rows: dict[str, SplitEvaluation], shipped: Metrics, threshold: float | None, path: Path) -> None:
     """Every model's ROC, the model's shipped operating point marked."""
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for name, result in rows.items():
@@ -104,7 +104,7 @@ def roc_plot(rows: dict[str, SplitEvaluation], shipped: Any, threshold: float | 
 
 
 def precision_recall_plot(
-    truth: np.ndarray, scores: np.ndarray, shipped: Any, threshold: float | None, path: Path
+    truth: np.ndarray, scores: np.ndarray, shipped: Metrics, threshold: float | None, path: Path
 ) -> None:
     figure, axes = plt.subplots(figsize=(5.5, 5))
     PrecisionRecallDisplay.from_predictions(truth, scores, ax=axes, name="model", plot_chance_level=True)
