@@ -38,7 +38,7 @@ class Preprocessing(BaseModel):
     """
 
     color_mode: Literal["grayscale", "rgb"] = "grayscale"
-    crop: Literal["center_square", "body_square", "none"] = "center_square"
+    crop: Literal["center_square", "none"] = "center_square"
     resize: ResizeSpec
     equalize: Literal["none", "histogram"] = "none"
     channels: Literal[1, 3] = 1

@@ -23,7 +23,6 @@ LABEL_SOURCES = ("folder", "filename")
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 EQUALIZE = ("none", "histogram")
-CROPS = ("center_square", "body_square")
 VAL_SHARE_OF_TRAIN = 0.2  # with a two-way train,test split
 
 ClassWords = dict[str, ClassDescription]
@@ -77,9 +76,6 @@ class TrainConfig:
     image_size: int = 28
     channels: int = 1
     resize_method: str = "bicubic"
-    # center_square, or body_square: the square around the body, whatever the framing of the
-    # image (the card's preprocessing, so the server crops the same way)
-    crop: str = "center_square"
     # none, or histogram: grey levels equalised after the resize (the card's preprocessing, so the
     # server does the same), against exposure and contrast differences between sites
     equalize: str = "none"
@@ -227,7 +223,6 @@ def validate(config: TrainConfig) -> None:
         "resize_method": RESIZE_METHODS,
         "flip": FLIPS,
         "equalize": EQUALIZE,
-        "crop": CROPS,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:

@@ -98,17 +98,13 @@ class NpzDataSet(BaseModel):
 
 
 def preprocessing_spec(
-    image_size: int,
-    channels: int = 1,
-    resize_method: str = "bicubic",
-    equalize: str = "none",
-    crop: str = "center_square",
+    image_size: int, channels: int = 1, resize_method: str = "bicubic", equalize: str = "none"
 ) -> Preprocessing:
     """The card's preprocessing: raw 0..255 pixels; scaling to 0..1 happens inside the model."""
     return Preprocessing.model_validate(
         {
             "color_mode": "grayscale" if channels == 1 else "rgb",
-            "crop": crop,
+            "crop": "center_square",
             "resize": {"width": image_size, "height": image_size, "method": resize_method},
             "equalize": equalize,
             "channels": channels,
@@ -119,7 +115,7 @@ def preprocessing_spec(
 
 
 def config_spec(config: TrainConfig) -> Preprocessing:
-    return preprocessing_spec(config.image_size, config.channels, config.resize_method, config.equalize, config.crop)
+    return preprocessing_spec(config.image_size, config.channels, config.resize_method, config.equalize)
 
 
 def load_dataset(config: TrainConfig) -> Dataset:
